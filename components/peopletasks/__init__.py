@@ -1,0 +1,5 @@
+"""peopletasks: human approval steps for Prefect."""
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__"]

@@ -1,0 +1,152 @@
+"""The `peopletasks` command: thin over the domain and the service."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import click
+
+from peopletasks import __version__
+from peopletasks.errors import PeopleTaskError
+from peopletasks.settings import ConfigurationError, get_settings
+
+T = TypeVar("T")
+
+
+def _run_domain(operation: Callable[[Any], Awaitable[T]]) -> T:
+    """Migrate, then run one domain operation against the configured store."""
+    from peopletasks.service.app import build_domain
+    from peopletasks.store import migrate
+
+    settings = get_settings()
+    migrate(settings.database_url)
+
+    async def main() -> T:
+        domain = build_domain(settings)
+        try:
+            return await operation(domain)
+        finally:
+            await domain.db.dispose()
+
+    try:
+        return asyncio.run(main())
+    except (PeopleTaskError, ConfigurationError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group()
+@click.version_option(__version__, prog_name="peopletasks")
+def main() -> None:
+    """peopletasks: human approval steps for Prefect."""
+
+
+def app_factory() -> Any:
+    """The ASGI app as uvicorn's factory builds it in each worker process."""
+    from peopletasks.service import create_app
+    from peopletasks.service.logging import install_access_log_redaction
+
+    install_access_log_redaction()
+    return create_app()
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=int, help="Processes.")
+@click.option("--access-log/--no-access-log", default=True, show_default=True)
+def serve(host: str, port: int, workers: int, access_log: bool) -> None:
+    """Run the People Task service (migrates the store first)."""
+    import uvicorn
+
+    from peopletasks.store import migrate
+
+    settings = get_settings()
+    try:
+        settings.signing_keys()
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from None
+    migrate(settings.database_url)
+    fast = importlib.util.find_spec("uvloop") and importlib.util.find_spec("httptools")
+    click.echo(f"peopletasks {__version__}: store {_safe_url(settings.database_url)}", err=True)
+    uvicorn.run(
+        "peopletasks.cli:app_factory",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        loop="uvloop" if fast else "asyncio",
+        http="httptools" if fast else "h11",
+        access_log=access_log,
+        server_header=False,
+    )
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@main.command("migrate")
+def migrate_command() -> None:
+    """Bring the store to the newest schema."""
+    from peopletasks.store import migrate
+
+    settings = get_settings()
+    migrate(settings.database_url)
+    click.echo(f"migrated {_safe_url(settings.database_url)}")
+
+
+@main.group()
+def token() -> None:
+    """API tokens."""
+
+
+@token.command("create")
+@click.option("--email", required=True, help="The user the token acts as.")
+@click.option("--org", "organization", default="default", show_default=True)
+@click.option("--label", default="", help="A note to recognise the token by.")
+def token_create(email: str, organization: str, label: str) -> None:
+    """Print a new API token for user EMAIL (the last line of stdout)."""
+    from peopletasks.domain.principals import create_api_token
+
+    value = _run_domain(
+        lambda domain: create_api_token(domain, email, organization=organization, label=label)
+    )
+    click.echo(value)
+
+
+@token.command("revoke")
+@click.argument("value")
+def token_revoke(value: str) -> None:
+    """Revoke an API token."""
+    from peopletasks.domain.principals import revoke_api_token
+
+    _run_domain(lambda domain: revoke_api_token(domain, value))
+    click.echo("revoked")
+
+
+@main.group()
+def secret() -> None:
+    """Task secrets of approvers and requesters."""
+
+
+@secret.command("rotate")
+@click.option("--email", required=True)
+@click.option("--role", type=click.Choice(["approver", "requester"]), required=True)
+@click.option("--org", "organization", default="default", show_default=True)
+def secret_rotate(email: str, role: str, organization: str) -> None:
+    """Revoke a person's secret in a role; print the new one (the last line of stdout)."""
+    from peopletasks.domain.principals import Role, rotate_secret
+
+    value = _run_domain(
+        lambda domain: rotate_secret(domain, email, Role(role), organization=organization)
+    )
+    click.echo(value)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,399 @@
+"""Every state change of a task: create, edit, decide (approve / reject), expire.
+
+Decisions are one conditional update (`... WHERE status = 'pending'`): the
+first decision wins and a later one gets `Conflict` with the task as it
+stands. Each change appends to the task's status history.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Awaitable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Row, and_, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from peopletasks.domain.context import Domain
+from peopletasks.domain.inputs import FINAL_STATUSES, Status, TaskCreate, TaskEdit
+from peopletasks.domain.principals import Principal, PrincipalKind, issue_secrets
+from peopletasks.domain.selection import (
+    parse_filters,
+    parse_projection,
+    parse_sort,
+    title_pattern,
+)
+from peopletasks.domain.views import history_view, task_view
+from peopletasks.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from peopletasks.store.tables import task_history, tasks
+from peopletasks.timeutil import utcnow
+
+MAX_LIMIT = 1000
+
+
+def new_public_id() -> str:
+    """24 hex characters (like Appmixer's ids): 4 bytes of time, 8 random bytes."""
+    return f"{int(time.time()) & 0xFFFFFFFF:08x}{secrets.token_hex(8)}"
+
+
+# -- reading ------------------------------------------------------------------
+
+
+def _visible(principal: Principal) -> ColumnElement[bool]:
+    """The tasks a principal may read by id."""
+    in_org = tasks.c.org_id == principal.org_id
+    if principal.kind is PrincipalKind.APPROVER_SECRET:
+        return and_(in_org, tasks.c.approver == principal.email)
+    if principal.kind is PrincipalKind.REQUESTER_SECRET:
+        return and_(in_org, tasks.c.requester == principal.email)
+    return in_org
+
+
+def _listed(principal: Principal, role: str | None) -> ColumnElement[bool]:
+    """The tasks a principal's list covers: theirs, optionally in one role."""
+    in_org = tasks.c.org_id == principal.org_id
+    if not principal.is_user:
+        if role is not None and role != principal.kind.value:
+            raise Forbidden(
+                f"role: this is a {principal.kind.value} secret; it lists tasks in the "
+                f"{principal.kind.value} role only"
+            )
+        column = (
+            tasks.c.approver
+            if principal.kind is PrincipalKind.APPROVER_SECRET
+            else (tasks.c.requester)
+        )
+        return and_(in_org, column == principal.email)
+    if role == "approver":
+        return and_(in_org, tasks.c.approver == principal.email)
+    if role == "requester":
+        return and_(in_org, tasks.c.requester == principal.email)
+    return and_(
+        in_org,
+        or_(
+            tasks.c.approver == principal.email,
+            tasks.c.requester == principal.email,
+            tasks.c.created_by == principal.email,
+        ),
+    )
+
+
+async def _load(conn: AsyncConnection, principal: Principal, task_id: str) -> Row[Any]:
+    row = (
+        await conn.execute(select(tasks).where(tasks.c.id == task_id, _visible(principal)))
+    ).first()
+    if row is None:
+        raise NotFound(f"no task {task_id!r}")
+    return row
+
+
+async def get_task(domain: Domain, principal: Principal, task_id: str) -> dict[str, Any]:
+    async with domain.db.read() as conn:
+        return task_view(await _load(conn, principal, task_id))
+
+
+async def task_history_of(
+    domain: Domain, principal: Principal, task_id: str
+) -> list[dict[str, Any]]:
+    async with domain.db.read() as conn:
+        row = await _load(conn, principal, task_id)
+        rows = await conn.execute(
+            select(task_history)
+            .where(task_history.c.task_seq == row.seq)
+            .order_by(task_history.c.id)
+        )
+        return [history_view(r) for r in rows]
+
+
+def _selection(
+    principal: Principal, role: str | None, filters: list[str], pattern: str | None
+) -> list[ColumnElement[bool]]:
+    where = [_listed(principal, role), *parse_filters(filters)]
+    by_title = title_pattern(pattern)
+    if by_title is not None:
+        where.append(by_title)
+    return where
+
+
+async def list_tasks(
+    domain: Domain,
+    principal: Principal,
+    *,
+    role: str | None = None,
+    filters: list[str] | None = None,
+    sort: str | None = None,
+    projection: str | None = None,
+    pattern: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[dict[str, Any]]:
+    where = _selection(principal, role, filters or [], pattern)
+    order = parse_sort(sort)
+    fields = parse_projection(projection)
+    query = select(tasks).where(*where).order_by(*order).limit(limit).offset(offset)
+    async with domain.db.read() as conn:
+        rows = (await conn.execute(query)).all()
+    return [task_view(row, fields) for row in rows]
+
+
+async def count_tasks(
+    domain: Domain,
+    principal: Principal,
+    *,
+    role: str | None = None,
+    filters: list[str] | None = None,
+    pattern: str | None = None,
+) -> int:
+    where = _selection(principal, role, filters or [], pattern)
+    async with domain.db.read() as conn:
+        return int(await conn.scalar(select(func.count()).select_from(tasks).where(*where)) or 0)
+
+
+# -- changing -----------------------------------------------------------------
+
+
+def _require_user(principal: Principal, action: str) -> None:
+    if not principal.is_user:
+        raise Forbidden(f"{action} needs an API token; a task secret may not do it")
+
+
+async def _record(
+    conn: AsyncConnection,
+    seq: int,
+    from_status: str | None,
+    to_status: str,
+    by: str | None,
+    at: datetime,
+    comment: str | None = None,
+) -> None:
+    await conn.execute(
+        task_history.insert().values(
+            task_seq=seq,
+            from_status=from_status,
+            to_status=to_status,
+            changed_by=by,
+            changed_at=at,
+            comment=comment,
+        )
+    )
+
+
+async def create_task(domain: Domain, principal: Principal, data: TaskCreate) -> dict[str, Any]:
+    """Create a pending task; the answer carries `approverSecret` and `requesterSecret`."""
+    _require_user(principal, "creating a task")
+    if data.status is not Status.PENDING:
+        raise ValidationFailed.field(
+            "status", "a new task is pending; decide it with /approve or /reject"
+        )
+    now = utcnow()
+    values = {
+        "id": new_public_id(),
+        "org_id": principal.org_id,
+        "title": data.title,
+        "description": data.description,
+        "requester": data.requester,
+        "approver": data.approver,
+        "status": Status.PENDING.value,
+        "decision_by": data.decisionBy,
+        "public": data.public,
+        "allow_late_decision": data.allowLateDecision,
+        "created_by": principal.email,
+        "created_at": now,
+        "updated_at": now,
+    }
+    async with domain.db.write() as conn:
+        approver_secret, requester_secret = await issue_secrets(
+            domain, conn, principal.org_id, data.approver, data.requester
+        )
+        row = (await conn.execute(tasks.insert().values(**values).returning(tasks))).one()
+        await _record(conn, row.seq, None, Status.PENDING.value, principal.email, now)
+    view = task_view(row)
+    view["approverSecret"] = approver_secret
+    view["requesterSecret"] = requester_secret
+    return view
+
+
+def _decidable(now: datetime, from_status: Status) -> ColumnElement[bool]:
+    """A task in `from_status` can take a decision now (before its deadline, or late if allowed)."""
+    if from_status is Status.PENDING:
+        return and_(
+            tasks.c.status == Status.PENDING.value,
+            or_(
+                tasks.c.decision_by.is_(None),
+                tasks.c.decision_by > now,
+                tasks.c.allow_late_decision.is_(True),
+            ),
+        )
+    return and_(tasks.c.status == from_status.value, tasks.c.allow_late_decision.is_(True))
+
+
+async def _decide(
+    conn: AsyncConnection,
+    principal: Principal,
+    task_id: str,
+    decision: Status,
+    comment: str | None,
+    extra: dict[str, Any] | None = None,
+) -> Row[Any]:
+    now = utcnow()
+    if principal.kind is not PrincipalKind.REQUESTER_SECRET:
+        for from_status in (Status.PENDING, Status.DUE):
+            updated = (
+                await conn.execute(
+                    tasks.update()
+                    .where(
+                        tasks.c.id == task_id,
+                        tasks.c.org_id == principal.org_id,
+                        tasks.c.approver == principal.email,
+                        _decidable(now, from_status),
+                    )
+                    .values(
+                        status=decision.value,
+                        decided_by=principal.email,
+                        decided_at=now,
+                        comment=comment,
+                        updated_at=now,
+                        **(extra or {}),
+                    )
+                    .returning(tasks)
+                )
+            ).first()
+            if updated is not None:
+                await _record(
+                    conn,
+                    updated.seq,
+                    from_status.value,
+                    decision.value,
+                    principal.email,
+                    now,
+                    comment,
+                )
+                return updated
+    # Why not? Read the task as it stands and say.
+    row = await _load(conn, principal, task_id)
+    if principal.kind is PrincipalKind.REQUESTER_SECRET:
+        raise Forbidden("a requester secret may read a task, not decide it")
+    if row.approver != principal.email:
+        raise Forbidden(f"only the approver ({row.approver}) may decide this task")
+    if row.status == Status.PENDING.value:  # its deadline has passed: it is due now
+        row = await _expire(conn, row, now)
+        raise Conflict(
+            "the deadline has passed; the task is due", task=task_view(row), code="deadline_passed"
+        )
+    raise Conflict(f"the task is already {row.status}", task=task_view(row), code="already_decided")
+
+
+async def _expire(conn: AsyncConnection, row: Row[Any], now: datetime) -> Row[Any]:
+    expired = (
+        await conn.execute(
+            tasks.update()
+            .where(tasks.c.seq == row.seq, tasks.c.status == Status.PENDING.value)
+            .values(status=Status.DUE.value, updated_at=now)
+            .returning(tasks)
+        )
+    ).first()
+    if expired is None:
+        return (await conn.execute(select(tasks).where(tasks.c.seq == row.seq))).one()
+    await _record(conn, row.seq, Status.PENDING.value, Status.DUE.value, None, now)
+    return expired
+
+
+async def decide_task(
+    domain: Domain,
+    principal: Principal,
+    task_id: str,
+    decision: Status,
+    comment: str | None = None,
+) -> dict[str, Any]:
+    """Approve or reject: only the approver, only while the task can take a decision."""
+    if decision not in (Status.APPROVED, Status.REJECTED):
+        raise ValidationFailed.field("status", "a decision is approved or rejected")
+    async with domain.db.write() as conn:
+        row = await _keeping_expiry(conn, _decide(conn, principal, task_id, decision, comment))
+    return task_view(row)
+
+
+async def _keeping_expiry(conn: AsyncConnection, deciding: Awaitable[Row[Any]]) -> Row[Any]:
+    """Await a decision; when it finds the deadline passed, commit the expiry, then raise."""
+    try:
+        return await deciding
+    except Conflict as conflict:
+        if conflict.code == "deadline_passed":
+            await conn.commit()
+        raise
+
+
+async def edit_task(
+    domain: Domain, principal: Principal, task_id: str, data: TaskEdit
+) -> dict[str, Any]:
+    """Change a task's fields; a status change here is a decision, with its rules."""
+    _require_user(principal, "editing a task")
+    given = data.model_dump(exclude_unset=True)
+    for name in ("title", "requester", "approver", "status", "public", "allowLateDecision"):
+        if name in given and given[name] is None:
+            raise ValidationFailed.field(name, "may not be null")
+    columns = {
+        "title": "title",
+        "description": "description",
+        "requester": "requester",
+        "approver": "approver",
+        "decisionBy": "decision_by",
+        "public": "public",
+        "allowLateDecision": "allow_late_decision",
+    }
+    changes = {columns[k]: v for k, v in given.items() if k in columns}
+    if changes.get("description", "") is None:
+        changes["description"] = ""
+    status = given.get("status")
+    async with domain.db.write() as conn:
+        query = select(tasks).where(tasks.c.id == task_id, _visible(principal))
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update()
+        row = (await conn.execute(query)).first()
+        if row is None:
+            raise NotFound(f"no task {task_id!r}")
+        if "approver" in changes or "requester" in changes:
+            await issue_secrets(
+                domain,
+                conn,
+                row.org_id,
+                changes.get("approver", row.approver),
+                changes.get("requester", row.requester),
+            )
+        if status is not None and status != row.status:
+            if status == Status.PENDING:
+                raise Conflict(
+                    f"a {row.status} task cannot go back to pending",
+                    task=task_view(row),
+                    code="already_decided",
+                )
+            if status == Status.DUE:
+                raise ValidationFailed.field("status", "a task becomes due by its deadline only")
+            if row.status in FINAL_STATUSES and not (
+                row.status == Status.DUE and row.allow_late_decision
+            ):
+                raise Conflict(
+                    f"the task is already {row.status}",
+                    task=task_view(row),
+                    code="already_decided",
+                )
+            # Decide with the task's current approver, then apply the other changes.
+            updated = await _keeping_expiry(
+                conn,
+                _decide(conn, principal, task_id, Status(status), given.get("comment"), changes),
+            )
+            return task_view(updated)
+        if not changes:
+            return task_view(row)
+        now = utcnow()
+        updated_row = (
+            await conn.execute(
+                tasks.update()
+                .where(tasks.c.seq == row.seq)
+                .values(**changes, updated_at=now)
+                .returning(tasks)
+            )
+        ).one()
+    return task_view(updated_row)

@@ -1,0 +1,81 @@
+"""Every error the service answers with, in one tree.
+
+```
+PeopleTaskError            (status, code, message, details)
+ ├── InvalidRequest        400 invalid_request   malformed JSON, wrong content
+ ├── Unauthorized          401 unauthorized      no or unknown token / secret
+ ├── Forbidden             403 forbidden         known caller, not allowed
+ ├── NotFound              404 not_found         no such task / webhook (in this organization)
+ ├── Conflict              409 conflict          the state forbids it (carries the current task)
+ └── ValidationFailed      422 validation_error  a field's value is wrong (details name it)
+```
+
+HTTP renders each as `{"error": {"code", "message", "details": [...]}}`; a
+`Conflict` adds `"task"`: the task as it stands.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class PeopleTaskError(Exception):
+    status: int = 400
+    code: str = "error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        details: list[dict[str, Any]] | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or []
+        if code:
+            self.code = code
+
+    def to_body(self) -> dict[str, Any]:
+        return {"error": {"code": self.code, "message": self.message, "details": self.details}}
+
+
+class InvalidRequest(PeopleTaskError):
+    status, code = 400, "invalid_request"
+
+
+class Unauthorized(PeopleTaskError):
+    status, code = 401, "unauthorized"
+
+
+class Forbidden(PeopleTaskError):
+    status, code = 403, "forbidden"
+
+
+class NotFound(PeopleTaskError):
+    status, code = 404, "not_found"
+
+
+class Conflict(PeopleTaskError):
+    status, code = 409, "conflict"
+
+    def __init__(
+        self, message: str, *, task: dict[str, Any] | None = None, code: str | None = None
+    ) -> None:
+        super().__init__(message, code=code)
+        self.task = task
+
+    def to_body(self) -> dict[str, Any]:
+        body = super().to_body()
+        if self.task is not None:
+            body["error"]["task"] = self.task
+        return body
+
+
+class ValidationFailed(PeopleTaskError):
+    status, code = 422, "validation_error"
+
+    @classmethod
+    def field(cls, field: str, message: str) -> ValidationFailed:
+        """One bad field: the message names it, and so does `details`."""
+        return cls(f"{field}: {message}", details=[{"field": field, "message": message}])

@@ -1,0 +1,88 @@
+"""The FastAPI application: `create_app()` wires settings, store, domain and routes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from sqlalchemy import text
+
+from peopletasks import __version__
+from peopletasks.domain import Domain
+from peopletasks.service.auth import DomainDep
+from peopletasks.service.errors import install_error_handlers
+from peopletasks.service.responses import FastJSONResponse, json
+from peopletasks.service.routes import router
+from peopletasks.service.schemas import Health, error_responses
+from peopletasks.settings import Settings, get_settings
+from peopletasks.signing import Signer
+from peopletasks.store import Database
+
+DESCRIPTION = """
+Human approval steps: tasks that a person approves or rejects, compatible with
+Appmixer's People Task API.
+
+Authenticate with `Authorization: Bearer <api token>` (`peopletasks token create
+--email E`), or with a task secret (`secret`): the `approverSecret` reads,
+approves and rejects that approver's tasks; the `requesterSecret` only reads.
+
+Errors are `{"error": {"code": "...", "message": "...", "details": [{"field", "message"}]}}`.
+"""
+
+
+def build_domain(settings: Settings) -> Domain:
+    database = Database(settings.database_url, read_connections=settings.sqlite_read_connections)
+    return Domain(
+        db=database,
+        signer=Signer(settings.signing_keys()),
+        auth_cache_seconds=settings.auth_cache_seconds,
+    )
+
+
+def create_app(settings: Settings | None = None, *, domain: Domain | None = None) -> FastAPI:
+    """The service. Pass `domain` to share one (tests); otherwise it is built from settings.
+
+    The store must be migrated first (`peopletasks serve` does it).
+    """
+    settings = settings or get_settings()
+    settings.signing_keys()  # refuse to start with a placeholder key outside development
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own = app.state.domain is None
+        if own:
+            app.state.domain = build_domain(settings)
+        try:
+            yield
+        finally:
+            if own:
+                await app.state.domain.db.dispose()
+                app.state.domain = None
+
+    app = FastAPI(
+        title="peopletasks",
+        version=__version__,
+        description=DESCRIPTION,
+        default_response_class=FastJSONResponse,
+        lifespan=lifespan,
+    )
+    app.state.domain = domain
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.include_router(router)
+
+    @app.get(
+        "/healthz",
+        tags=["service"],
+        operation_id="health",
+        response_model=Health,
+        responses=error_responses(503),
+    )
+    async def healthz(domain: DomainDep) -> Any:
+        async with domain.db.read() as conn:
+            await conn.execute(text("SELECT 1"))
+        return json({"status": "ok", "database": domain.db.dialect})
+
+    return app

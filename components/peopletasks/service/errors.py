@@ -1,0 +1,82 @@
+"""Render every failure as `{"error": {"code", "message", "details"}}`; never a stack trace."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from peopletasks.errors import (
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    PeopleTaskError,
+    Unauthorized,
+    ValidationFailed,
+)
+from peopletasks.service.responses import FastJSONResponse, error_response
+
+log = logging.getLogger("peopletasks.service")
+
+_MESSAGES = {
+    "missing": "is required",
+    "extra_forbidden": "is not a known field",
+}
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc[1:]] if loc and loc[0] in {"body", "query", "path"} else []
+    return ".".join(parts) or (str(loc[0]) if loc else "body")
+
+
+def _detail(error: dict[str, Any]) -> dict[str, Any]:
+    message = _MESSAGES.get(error["type"]) or str(error.get("msg", "is invalid"))
+    message = message.removeprefix("Value error, ")
+    return {"field": _field(tuple(error.get("loc", ()))), "message": message}
+
+
+def validation_error(exc: RequestValidationError) -> PeopleTaskError:
+    errors = list(exc.errors())
+    if any(e["type"] == "json_invalid" for e in errors):
+        return InvalidRequest("the body is not valid JSON")
+    details = [_detail(e) for e in errors]
+    first = details[0] if details else {"field": "body", "message": "is invalid"}
+    return ValidationFailed(f"{first['field']}: {first['message']}", details=details)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(PeopleTaskError)
+    async def _domain_error(_request: Request, exc: PeopleTaskError) -> FastJSONResponse:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> FastJSONResponse:
+        return error_response(validation_error(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> FastJSONResponse:
+        kinds: dict[int, type[PeopleTaskError]] = {
+            401: Unauthorized,
+            403: Forbidden,
+            404: NotFound,
+        }
+        kind = kinds.get(exc.status_code)
+        if kind is not None:
+            message = "no such path" if exc.status_code == 404 else str(exc.detail)
+            return error_response(kind(message))
+        error = PeopleTaskError(str(exc.detail), code="http_error")
+        error.status = exc.status_code
+        response = error_response(error)
+        if exc.headers:
+            response.headers.update(exc.headers)
+        return response
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> FastJSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        error = PeopleTaskError("internal error; the service log has the details", code="internal")
+        error.status = 500
+        return error_response(error)

@@ -1,0 +1,278 @@
+"""The People Task API under `/people-task`, path for path as Appmixer's reference."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Path, Query, Response
+
+from peopletasks.domain import Status
+from peopletasks.domain import tasks as task_ops
+from peopletasks.domain import webhooks as webhook_ops
+from peopletasks.domain.inputs import Decide, TaskCreate, TaskEdit, WebhookCreate
+from peopletasks.service.auth import (
+    BearerDep,
+    DomainDep,
+    PrincipalDep,
+    SecretQuery,
+    authenticate,
+    only_query_parameters,
+)
+from peopletasks.service.responses import json
+from peopletasks.service.schemas import (
+    HistoryEntry,
+    TaskCount,
+    TaskCreated,
+    TaskListItem,
+    TaskPublic,
+    WebhookPublic,
+    error_responses,
+)
+
+router = APIRouter(prefix="/people-task")
+
+TaskId = Annotated[str, Path(max_length=64, description="ID of a task.")]
+WebhookId = Annotated[str, Path(max_length=64, description="ID of a webhook.")]
+Role = Annotated[
+    Literal["approver", "requester"] | None,
+    Query(description="Only tasks where the caller has this role."),
+]
+Filter = Annotated[
+    list[str],
+    Query(
+        max_length=50,
+        description="`prop:value`, e.g. `status:pending`; several comma-separated or repeated. "
+        "Date properties take `<`, `<=`, `>`, `>=` before the value.",
+    ),
+]
+Pattern = Annotated[
+    str | None, Query(max_length=200, description="Case-insensitive text in the title.")
+]
+Sort = Annotated[
+    str | None, Query(max_length=500, description="`prop:1` or `prop:-1`, e.g. `decisionBy:-1`.")
+]
+Projection = Annotated[
+    str | None,
+    Query(max_length=500, description="`-description` leaves it out; `title,status` keeps only."),
+]
+Limit = Annotated[int, Query(ge=1, le=task_ops.MAX_LIMIT, description="At most this many.")]
+Offset = Annotated[int, Query(ge=0, le=1_000_000_000, description="Skip this many.")]
+
+_LIST_PARAMS = ("secret", "role", "filter", "sort", "projection", "pattern", "limit", "offset")
+
+
+@router.get(
+    "/tasks",
+    tags=["tasks"],
+    operation_id="listTasks",
+    summary="Get tasks",
+    response_model=list[TaskListItem],
+    responses=error_responses(401, 403, 422),
+    dependencies=[only_query_parameters(*_LIST_PARAMS)],
+)
+async def list_tasks(
+    domain: DomainDep,
+    principal: PrincipalDep,
+    role: Role = None,
+    filter: Filter = [],  # noqa: B006 - the seed's name; FastAPI copies defaults
+    sort: Sort = None,
+    projection: Projection = None,
+    pattern: Pattern = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> Any:
+    """The caller's tasks: with a secret, that person's tasks in that role; with a token,
+    the tasks the caller approves, requests or created."""
+    return json(
+        await task_ops.list_tasks(
+            domain,
+            principal,
+            role=role,
+            filters=filter,
+            sort=sort,
+            projection=projection,
+            pattern=pattern,
+            limit=limit,
+            offset=offset,
+        )
+    )
+
+
+@router.get(
+    "/tasks-count",
+    tags=["tasks"],
+    operation_id="countTasks",
+    summary="Get task count",
+    response_model=TaskCount,
+    responses=error_responses(401, 403, 422),
+    dependencies=[only_query_parameters("secret", "role", "filter", "pattern")],
+)
+async def count_tasks(
+    domain: DomainDep,
+    principal: PrincipalDep,
+    role: Role = None,
+    filter: Filter = [],  # noqa: B006 - the seed's name; FastAPI copies defaults
+    pattern: Pattern = None,
+) -> Any:
+    count = await task_ops.count_tasks(
+        domain, principal, role=role, filters=filter, pattern=pattern
+    )
+    return json({"count": count})
+
+
+@router.get(
+    "/tasks/{id}",
+    tags=["tasks"],
+    operation_id="getTask",
+    summary="Get task",
+    response_model=TaskPublic,
+    responses=error_responses(401, 404),
+)
+async def get_task(domain: DomainDep, principal: PrincipalDep, id: TaskId) -> Any:
+    return json(await task_ops.get_task(domain, principal, id))
+
+
+@router.get(
+    "/tasks/{id}/history",
+    tags=["tasks"],
+    operation_id="getTaskHistory",
+    summary="Get the status history of a task",
+    response_model=list[HistoryEntry],
+    responses=error_responses(401, 404),
+)
+async def get_task_history(
+    domain: DomainDep,
+    principal: PrincipalDep,
+    id: TaskId,
+) -> Any:
+    return json(await task_ops.task_history_of(domain, principal, id))
+
+
+@router.post(
+    "/tasks",
+    tags=["tasks"],
+    operation_id="createTask",
+    summary="Create a new task",
+    status_code=201,
+    response_model=TaskCreated,
+    responses=error_responses(400, 401, 403, 422),
+)
+async def create_task(domain: DomainDep, principal: PrincipalDep, body: TaskCreate) -> Any:
+    """Create a pending task. The answer holds `approverSecret` and `requesterSecret`,
+    shown this once."""
+    task = await task_ops.create_task(domain, principal, body)
+    return json(task, 201, {"Location": f"/people-task/tasks/{task['id']}"})
+
+
+@router.put(
+    "/tasks/{id}",
+    tags=["tasks"],
+    operation_id="editTask",
+    summary="Edit a task",
+    response_model=TaskPublic,
+    responses=error_responses(400, 401, 403, 404, 409, 422),
+)
+async def edit_task(
+    domain: DomainDep,
+    principal: PrincipalDep,
+    id: TaskId,
+    body: TaskEdit,
+) -> Any:
+    """Change fields; absent fields stay. Setting `status` to approved / rejected is a
+    decision (the approver's only); a decided task never goes back to pending."""
+    return json(await task_ops.edit_task(domain, principal, id, body))
+
+
+async def _decide(
+    domain: DomainDep,
+    bearer: BearerDep,
+    task_id: str,
+    secret: str | None,
+    body: Decide | None,
+    decision: Status,
+) -> Any:
+    principal = await authenticate(domain, bearer, (body.secret if body else None) or secret)
+    comment = body.comment if body else None
+    return json(await task_ops.decide_task(domain, principal, task_id, decision, comment))
+
+
+DecideBody = Annotated[Decide | None, Body()]
+
+
+@router.put(
+    "/tasks/{id}/approve",
+    tags=["tasks"],
+    operation_id="approveTask",
+    summary="Approve a task",
+    response_model=TaskPublic,
+    responses=error_responses(400, 401, 403, 404, 409, 422),
+)
+async def approve_task(
+    domain: DomainDep,
+    bearer: BearerDep,
+    id: TaskId,
+    secret: SecretQuery = None,
+    body: DecideBody = None,
+) -> Any:
+    """The approver approves (approver secret in body or query, or the approver's token).
+    The first decision wins; a later one gets 409 with the task as it stands."""
+    return await _decide(domain, bearer, id, secret, body, Status.APPROVED)
+
+
+@router.put(
+    "/tasks/{id}/reject",
+    tags=["tasks"],
+    operation_id="rejectTask",
+    summary="Reject a task",
+    response_model=TaskPublic,
+    responses=error_responses(400, 401, 403, 404, 409, 422),
+)
+async def reject_task(
+    domain: DomainDep,
+    bearer: BearerDep,
+    id: TaskId,
+    secret: SecretQuery = None,
+    body: DecideBody = None,
+) -> Any:
+    """The approver rejects; as approve."""
+    return await _decide(domain, bearer, id, secret, body, Status.REJECTED)
+
+
+@router.post(
+    "/webhooks",
+    tags=["webhooks"],
+    operation_id="registerWebhook",
+    summary="Register a webhook for a task",
+    status_code=201,
+    response_model=WebhookPublic,
+    responses=error_responses(400, 401, 403, 422),
+)
+async def register_webhook(domain: DomainDep, principal: PrincipalDep, body: WebhookCreate) -> Any:
+    """Called with a POST whenever the task's status changes."""
+    return json(await webhook_ops.register_webhook(domain, principal, body), 201)
+
+
+@router.get(
+    "/webhooks/{id}",
+    tags=["webhooks"],
+    operation_id="getWebhook",
+    summary="Get a webhook",
+    response_model=WebhookPublic,
+    responses=error_responses(401, 403, 404),
+)
+async def get_webhook(domain: DomainDep, principal: PrincipalDep, id: WebhookId) -> Any:
+    return json(await webhook_ops.get_webhook(domain, principal, id))
+
+
+@router.delete(
+    "/webhooks/{id}",
+    tags=["webhooks"],
+    operation_id="deleteWebhook",
+    summary="Delete a webhook",
+    status_code=204,
+    response_class=Response,
+    responses=error_responses(401, 403, 404),
+)
+async def delete_webhook(domain: DomainDep, principal: PrincipalDep, id: WebhookId) -> Response:
+    await webhook_ops.delete_webhook(domain, principal, id)
+    return Response(status_code=204)

@@ -1,0 +1,103 @@
+"""What the service answers (documented in the OpenAPI schema)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+StatusName = Literal["pending", "approved", "rejected", "due"]
+
+
+class TaskPublic(BaseModel):
+    """A task as the API returns it (never with secrets)."""
+
+    id: str
+    title: str
+    description: str
+    requester: str
+    approver: str
+    status: StatusName
+    decisionBy: str | None = Field(description="ISO 8601 with zone, or null for no deadline.")
+    public: bool
+    allowLateDecision: bool
+    createdBy: str | None
+    createdAt: str
+    updatedAt: str
+    decidedBy: str | None
+    decidedAt: str | None
+    comment: str | None
+
+
+class TaskCreated(TaskPublic):
+    """The created task with its two secrets: the only time they are shown."""
+
+    approverSecret: str = Field(description="Lets the approver read, approve and reject.")
+    requesterSecret: str = Field(description="Lets the requester read.")
+
+
+class TaskListItem(BaseModel):
+    """A task in a list: `projection` decides which properties are present."""
+
+    id: str
+    title: str | None = None
+    description: str | None = None
+    requester: str | None = None
+    approver: str | None = None
+    status: StatusName | None = None
+    decisionBy: str | None = None
+    public: bool | None = None
+    allowLateDecision: bool | None = None
+    createdBy: str | None = None
+    createdAt: str | None = None
+    updatedAt: str | None = None
+    decidedBy: str | None = None
+    decidedAt: str | None = None
+    comment: str | None = None
+
+
+class TaskCount(BaseModel):
+    count: int
+
+
+class HistoryEntry(BaseModel):
+    from_: StatusName | None = Field(alias="from")
+    to: StatusName
+    changedBy: str | None
+    changedAt: str
+    comment: str | None
+
+
+class WebhookPublic(BaseModel):
+    id: str
+    url: str
+    taskId: str
+    status: StatusName = Field(
+        description="The task's current status (tells whether it was decided before this)."
+    )
+    createdAt: str
+
+
+class ErrorDetail(BaseModel):
+    field: str | None = None
+    message: str
+
+
+class ErrorInfo(BaseModel):
+    code: str
+    message: str
+    details: list[ErrorDetail] = []
+    task: dict[str, Any] | None = Field(None, description="With 409: the task as it stands.")
+
+
+class ErrorBody(BaseModel):
+    error: ErrorInfo
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    database: str
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: {"model": ErrorBody} for code in codes}

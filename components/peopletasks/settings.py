@@ -1,0 +1,94 @@
+"""All configuration, read once from `PEOPLETASKS_*` environment variables.
+
+| variable | meaning |
+|---|---|
+| PEOPLETASKS_DATABASE_URL | SQLAlchemy URL of the service store (SQLite file by default) |
+| PEOPLETASKS_PUBLIC_URL | base URL people's browsers reach the service at |
+| PEOPLETASKS_SECRET_KEY | signing key(s); comma-separated, newest first |
+| PEOPLETASKS_ENVIRONMENT | `development` (default) or anything else (e.g. `production`) |
+| PEOPLETASKS_ALLOW_PRIVATE_WEBHOOKS | allow webhook targets on private addresses |
+| PEOPLETASKS_AUTH_CACHE_SECONDS | how long a verified API token is remembered in-process |
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_DATABASE_PATH = Path(".peopletasks") / "peopletasks.db"
+#: Used when no key is configured in development. Refused anywhere else.
+DEVELOPMENT_SECRET_KEY = "development-only-insecure-key-change-me"
+_PLACEHOLDER_KEYS = {"", "changeme", "change-me", "secret", DEVELOPMENT_SECRET_KEY}
+
+
+class ConfigurationError(RuntimeError):
+    """The configuration cannot be used (e.g. a placeholder secret key in production)."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PEOPLETASKS_", extra="ignore")
+
+    environment: str = Field("development", description="`development` or e.g. `production`.")
+    database_url: str = Field(
+        "", description="SQLAlchemy URL; empty means the default SQLite file."
+    )
+    public_url: str = Field("http://127.0.0.1:8000", description="Base URL browsers reach us at.")
+    secret_key: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Signing keys, newest first."
+    )
+    allow_private_webhooks: bool = False
+    auth_cache_seconds: float = Field(10.0, ge=0)
+    sqlite_read_connections: int = Field(4, ge=1, le=64)
+
+    @field_validator("secret_key", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _defaults(self) -> Settings:
+        if not self.database_url:
+            self.database_url = f"sqlite+aiosqlite:///{DEFAULT_DATABASE_PATH}"
+        return self
+
+    @property
+    def is_development(self) -> bool:
+        return self.environment.lower() in {"development", "dev", "test"}
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def signing_keys(self) -> list[bytes]:
+        """The keys to sign with (first) and verify against (all).
+
+        Raises `ConfigurationError` outside development when no real key is set.
+        """
+        keys = [k for k in self.secret_key if k]
+        if not keys or any(k.lower() in _PLACEHOLDER_KEYS or len(k) < 16 for k in keys):
+            if not self.is_development:
+                raise ConfigurationError(
+                    "PEOPLETASKS_SECRET_KEY must be set to one or more random keys of at least "
+                    "16 characters (comma-separated, newest first) outside development; "
+                    'generate one with: python -c "import secrets; print(secrets.token_hex(32))"'
+                )
+            if not keys:
+                keys = [DEVELOPMENT_SECRET_KEY]
+        return [k.encode() for k in keys]
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (read once from the environment)."""
+    return Settings()

@@ -1,0 +1,47 @@
+"""The one place that signs: keyed MACs with rotation (newest key first).
+
+Every use names a purpose, so a MAC made for one purpose (a person's task
+secret, an action link, a webhook secret) is worthless for another.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Sequence
+
+
+class Signer:
+    """HMAC-SHA256 under a list of keys: sign with the first, verify against all."""
+
+    def __init__(self, keys: Sequence[bytes]) -> None:
+        if not keys:
+            raise ValueError("at least one signing key is needed")
+        self._keys = list(keys)
+        self._subkeys: dict[tuple[int, str], bytes] = {}
+
+    def _subkey(self, index: int, purpose: str) -> bytes:
+        cached = self._subkeys.get((index, purpose))
+        if cached is None:
+            cached = hmac.new(
+                self._keys[index], b"peopletasks:" + purpose.encode(), hashlib.sha256
+            ).digest()
+            self._subkeys[(index, purpose)] = cached
+        return cached
+
+    def sign(self, purpose: str, message: bytes, *, key_index: int = 0) -> bytes:
+        return hmac.new(self._subkey(key_index, purpose), message, hashlib.sha256).digest()
+
+    def verify(self, purpose: str, message: bytes, mac: bytes) -> bool:
+        """True when `mac` (possibly truncated) was made by any listed key."""
+        if not 16 <= len(mac) <= 32:
+            return False
+        return any(
+            hmac.compare_digest(self.sign(purpose, message, key_index=i)[: len(mac)], mac)
+            for i in range(len(self._keys))
+        )
+
+
+def sha256_hex(value: str) -> str:
+    """The digest under which high-entropy tokens are stored."""
+    return hashlib.sha256(value.encode()).hexdigest()

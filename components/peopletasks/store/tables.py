@@ -1,0 +1,198 @@
+"""The tables of the service store (SQLAlchemy Core).
+
+Tasks carry both the Appmixer People Task fields and room for what the
+Peoplelogic and Plannr task models hold (several approvers with a decision rule,
+assignees, notes, priority, position / order group, custom fields, the entity
+the task is about, parent task, external mappings).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+from peopletasks.store.types import BigIntPK, UTCDateTime
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+EMAIL = String(320)
+PUBLIC_ID = String(24)
+
+organizations = Table(
+    "organizations",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("org_id", ForeignKey("organizations.id"), nullable=False),
+    Column("email", EMAIL, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("org_id", "email", name="uq_users_org_email"),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("user_id", ForeignKey("users.id"), nullable=False, index=True),
+    # SHA-256 of the token: the token itself is never stored.
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("label", String(200), nullable=False, server_default=""),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime),
+)
+
+# One row per secret holder (an e-mail in a role, in an organization). Their
+# secret is derived from `public_id` and `generation` with the signing key:
+# nothing in the database reveals it; bumping `generation` revokes it.
+people = Table(
+    "people",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("public_id", String(16), nullable=False, unique=True),
+    Column("org_id", ForeignKey("organizations.id"), nullable=False),
+    Column("email", EMAIL, nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("generation", Integer, nullable=False, server_default="0"),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("rotated_at", UTCDateTime),
+    UniqueConstraint("org_id", "email", "role", name="uq_people_org_email_role"),
+)
+
+tasks = Table(
+    "tasks",
+    metadata,
+    # Creation order: the tie-breaker of every sort, so paging is stable.
+    Column("seq", BigIntPK, primary_key=True, autoincrement=True),
+    Column("id", PUBLIC_ID, nullable=False, unique=True),
+    Column("org_id", ForeignKey("organizations.id"), nullable=False),
+    Column("title", Text, nullable=False),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("requester", EMAIL, nullable=False),
+    Column("approver", EMAIL, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("decision_by", UTCDateTime),
+    Column("allow_late_decision", Boolean, nullable=False, server_default="0"),
+    Column("public", Boolean, nullable=False, server_default="1"),
+    # With several approvers (task_approvers): any | all | majority.
+    Column("decision_rule", String(16), nullable=False, server_default="any"),
+    Column("priority", String(16)),
+    Column("position", Integer),
+    Column("order_group", String(64)),
+    Column("active", Boolean, nullable=False, server_default="1"),
+    Column("connected_type", String(64)),
+    Column("connected_id", String(128)),
+    Column("parent_id", PUBLIC_ID),
+    Column("custom_fields", JSON),
+    Column("created_by", EMAIL),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("decided_by", EMAIL),
+    Column("decided_at", UTCDateTime),
+    Column("comment", Text),
+    Index("ix_tasks_org_approver", "org_id", "approver", "seq"),
+    Index("ix_tasks_org_requester", "org_id", "requester", "seq"),
+    Index("ix_tasks_org_creator", "org_id", "created_by", "seq"),
+    Index("ix_tasks_org_status_decision_by", "org_id", "status", "decision_by"),
+    Index("ix_tasks_pending_deadline", "status", "decision_by"),
+)
+
+task_approvers = Table(
+    "task_approvers",
+    metadata,
+    Column("id", BigIntPK, primary_key=True, autoincrement=True),
+    Column("task_seq", ForeignKey("tasks.seq", ondelete="CASCADE"), nullable=False),
+    Column("email", EMAIL, nullable=False),
+    Column("position", Integer, nullable=False, server_default="0"),
+    Column("status", String(16), nullable=False, server_default="pending"),
+    Column("decided_at", UTCDateTime),
+    Column("comment", Text),
+    UniqueConstraint("task_seq", "email", name="uq_task_approvers_task_email"),
+)
+
+task_assignees = Table(
+    "task_assignees",
+    metadata,
+    Column("id", BigIntPK, primary_key=True, autoincrement=True),
+    Column("task_seq", ForeignKey("tasks.seq", ondelete="CASCADE"), nullable=False, index=True),
+    Column("entity_type", String(64), nullable=False),
+    Column("entity_id", String(320), nullable=False),
+    Column("position", Integer, nullable=False, server_default="0"),
+)
+
+task_notes = Table(
+    "task_notes",
+    metadata,
+    Column("id", BigIntPK, primary_key=True, autoincrement=True),
+    Column("public_id", PUBLIC_ID, nullable=False, unique=True),
+    Column("task_seq", ForeignKey("tasks.seq", ondelete="CASCADE"), nullable=False, index=True),
+    Column("note", Text, nullable=False),
+    Column("author", EMAIL),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+task_mappings = Table(
+    "task_mappings",
+    metadata,
+    Column("id", BigIntPK, primary_key=True, autoincrement=True),
+    Column("task_seq", ForeignKey("tasks.seq", ondelete="CASCADE"), nullable=False, index=True),
+    Column("app", String(200), nullable=False),
+    Column("namespace", String(200), nullable=False, server_default=""),
+    Column("mapped_id", String(500), nullable=False),
+    Column("reference", String(500)),
+    Column("data", JSON),
+)
+
+task_history = Table(
+    "task_history",
+    metadata,
+    Column("id", BigIntPK, primary_key=True, autoincrement=True),
+    Column("task_seq", ForeignKey("tasks.seq", ondelete="CASCADE"), nullable=False, index=True),
+    Column("from_status", String(16)),
+    Column("to_status", String(16), nullable=False),
+    Column("changed_by", EMAIL),
+    Column("changed_at", UTCDateTime, nullable=False),
+    Column("comment", Text),
+)
+
+webhooks = Table(
+    "webhooks",
+    metadata,
+    Column("id", BigIntPK, primary_key=True, autoincrement=True),
+    Column("public_id", PUBLIC_ID, nullable=False, unique=True),
+    Column("org_id", ForeignKey("organizations.id"), nullable=False),
+    Column("task_seq", ForeignKey("tasks.seq", ondelete="CASCADE"), nullable=False, index=True),
+    Column("url", Text, nullable=False),
+    # http: POST the event to url; prefect: resume a Prefect flow run (target holds it).
+    Column("kind", String(16), nullable=False, server_default="http"),
+    Column("target", JSON),
+    Column("created_by", EMAIL),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("disabled_at", UTCDateTime),
+    Column("disabled_reason", Text),
+)
