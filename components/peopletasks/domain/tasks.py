@@ -11,7 +11,7 @@ import secrets
 import time
 from collections.abc import Awaitable
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import ColumnElement, Row, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -270,7 +270,7 @@ async def _decide(
                     now,
                     comment,
                 )
-                return updated
+                return cast(Row[Any], updated)
     # Why not? Read the task as it stands and say.
     row = await _load(conn, principal, task_id)
     if principal.kind is PrincipalKind.REQUESTER_SECRET:
@@ -297,7 +297,7 @@ async def _expire(conn: AsyncConnection, row: Row[Any], now: datetime) -> Row[An
     if expired is None:
         return (await conn.execute(select(tasks).where(tasks.c.seq == row.seq))).one()
     await _record(conn, row.seq, Status.PENDING.value, Status.DUE.value, None, now)
-    return expired
+    return cast(Row[Any], expired)
 
 
 async def decide_task(
