@@ -316,6 +316,7 @@ async def test_edit_changes_given_fields_only(api: Api) -> None:
         ({"decisionBy": "soon"}, "decisionBy"),
         ({"status": "maybe"}, "status"),
         ({"colour": "red"}, "colour"),
+        ({"comment": "without a decision"}, "comment"),
     ],
 )
 async def test_bad_edit_is_a_422_and_changes_nothing(

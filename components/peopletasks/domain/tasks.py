@@ -347,6 +347,8 @@ async def edit_task(
     if changes.get("description", "") is None:
         changes["description"] = ""
     status = given.get("status")
+    if given.get("comment") is not None and status is None:
+        raise ValidationFailed.field("comment", "goes with a decision: set status too")
     async with domain.db.write() as conn:
         query = select(tasks).where(tasks.c.id == task_id, _visible(principal))
         if conn.dialect.name == "postgresql":

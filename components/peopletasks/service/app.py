@@ -11,9 +11,10 @@ from sqlalchemy import text
 
 from peopletasks import __version__
 from peopletasks.domain import Domain
+from peopletasks.errors import PeopleTaskError
 from peopletasks.service.auth import DomainDep
 from peopletasks.service.errors import install_error_handlers
-from peopletasks.service.responses import FastJSONResponse, json
+from peopletasks.service.responses import FastJSONResponse, error_response, json
 from peopletasks.service.routes import router
 from peopletasks.service.schemas import Health, error_responses
 from peopletasks.settings import Settings, get_settings
@@ -81,8 +82,15 @@ def create_app(settings: Settings | None = None, *, domain: Domain | None = None
         responses=error_responses(503),
     )
     async def healthz(domain: DomainDep) -> Any:
-        async with domain.db.read() as conn:
-            await conn.execute(text("SELECT 1"))
+        try:
+            async with domain.db.read() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception as exc:
+            unavailable = PeopleTaskError(
+                f"the store does not answer: {type(exc).__name__}", code="unavailable"
+            )
+            unavailable.status = 503
+            return error_response(unavailable)
         return json({"status": "ok", "database": domain.db.dialect})
 
     return app
