@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -21,11 +22,17 @@ from peopletasks.domain import Domain
 from peopletasks.domain.principals import create_api_token
 from peopletasks.service import create_app
 from peopletasks.service.app import build_domain
+from peopletasks.service.workers import BackgroundWorkers
 from peopletasks.settings import Settings
 from peopletasks.store import migrate
 
 if TYPE_CHECKING:
     from tests.support.postgres import PostgresCluster
+
+# Prefect, when a test uses it, keeps to a home of its own and stays off the network.
+os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="peopletasks-prefect-home-"))
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 TEST_KEY = "test-signing-key-0123456789abcdef"
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -48,6 +55,16 @@ def postgres() -> Iterator[PostgresCluster]:
         cluster.stop()
 
 
+@pytest.fixture(scope="session")
+def prefect_api() -> Iterator[str]:
+    """A real Prefect server (one per session): its API URL."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=90):
+        yield str(PREFECT_API_URL.value())
+
+
 _db_counter = itertools.count()
 
 
@@ -67,7 +84,13 @@ def settings_for(url: str, **overrides: Any) -> Settings:
         "database_url": url,
         "environment": "test",
         "secret_key": [TEST_KEY],
+        "background_workers": False,
         "allow_private_webhooks": True,
+        # Fast retries so that recovery is seen within a test.
+        "webhook_retry_base_seconds": 0.2,
+        "webhook_retry_max_delay_seconds": 1.0,
+        "webhook_poll_seconds": 0.2,
+        "webhook_timeout_seconds": 5.0,
     }
     values.update(overrides)
     return Settings(**values)
@@ -92,6 +115,17 @@ async def domain(database_url: str) -> AsyncIterator[Domain]:
         yield domain
     finally:
         await domain.db.dispose()
+
+
+@pytest.fixture(scope="session")
+async def workers(database_url: str, domain: Domain) -> AsyncIterator[BackgroundWorkers]:
+    """The service's background work (webhook dispatcher, deadline scheduler), running."""
+    running = BackgroundWorkers(domain, settings_for(database_url))
+    await running.start()
+    try:
+        yield running
+    finally:
+        await running.stop()
 
 
 @pytest.fixture(scope="session")

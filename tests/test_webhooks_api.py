@@ -15,6 +15,8 @@ async def test_register_get_delete(api: Api, anonymous: Api) -> None:
     assert response.status_code == 201, response.text
     hook = response.json()
     assert hook["url"] == URL and hook["taskId"] == task["id"] and hook["status"] == "pending"
+    secret = hook.pop("secret")
+    assert secret.startswith("whsec_")
     assert (await api.get(f"/webhooks/{hook['id']}")).json() == hook
     await anonymous.put(f"/tasks/{task['id']}/approve", params={"secret": task["approverSecret"]})
     assert (await api.get(f"/webhooks/{hook['id']}")).json()["status"] == "approved"

@@ -81,6 +81,9 @@ def serve(host: str, port: int, workers: int, access_log: bool) -> None:
         http="httptools" if fast else "h11",
         access_log=access_log,
         server_header=False,
+        # Longer than common proxies' idle timeouts (60 s), so that the client side
+        # closes idle connections first and never reuses one we are closing.
+        timeout_keep_alive=65,
     )
 
 

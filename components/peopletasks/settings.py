@@ -8,6 +8,8 @@
 | PEOPLETASKS_ENVIRONMENT | `development` (default) or anything else (e.g. `production`) |
 | PEOPLETASKS_ALLOW_PRIVATE_WEBHOOKS | allow webhook targets on private addresses |
 | PEOPLETASKS_AUTH_CACHE_SECONDS | how long a verified API token is remembered in-process |
+| PEOPLETASKS_WEBHOOK_* | delivery timeout, retry base / max delay / horizon, concurrency |
+| PEOPLETASKS_BACKGROUND_WORKERS | run the dispatcher and deadline scheduler (default true) |
 """
 
 from __future__ import annotations
@@ -43,6 +45,17 @@ class Settings(BaseSettings):
     allow_private_webhooks: bool = False
     auth_cache_seconds: float = Field(10.0, ge=0)
     sqlite_read_connections: int = Field(4, ge=1, le=64)
+    background_workers: bool = Field(
+        True, description="Run the webhook dispatcher and the deadline scheduler in-process."
+    )
+    webhook_timeout_seconds: float = Field(10.0, gt=0, le=120)
+    webhook_retry_base_seconds: float = Field(2.0, gt=0, description="First retry delay.")
+    webhook_retry_max_delay_seconds: float = Field(3600.0, gt=0)
+    webhook_retry_horizon_seconds: float = Field(3 * 86400.0, gt=0, description="Give up after.")
+    webhook_concurrency: int = Field(64, ge=1, le=1000)
+    webhook_poll_seconds: float = Field(
+        1.0, gt=0, description="How often an idle dispatcher looks for retries and others' work."
+    )
 
     @field_validator("secret_key", mode="before")
     @classmethod

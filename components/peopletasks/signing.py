@@ -29,6 +29,17 @@ class Signer:
             self._subkeys[(index, purpose)] = cached
         return cached
 
+    def key_id(self, index: int = 0) -> str:
+        """A public fingerprint of the key at `index` (names it without revealing it)."""
+        return hashlib.sha256(b"key-id:" + self._keys[index]).hexdigest()[:16]
+
+    def index_of(self, key_id: str) -> int | None:
+        """Where the key with this fingerprint is in the list (None once it was removed)."""
+        for index in range(len(self._keys)):
+            if hmac.compare_digest(self.key_id(index), key_id):
+                return index
+        return None
+
     def sign(self, purpose: str, message: bytes, *, key_index: int = 0) -> bytes:
         return hmac.new(self._subkey(key_index, purpose), message, hashlib.sha256).digest()
 
@@ -45,3 +56,15 @@ class Signer:
 def sha256_hex(value: str) -> str:
     """The digest under which high-entropy tokens are stored."""
     return hashlib.sha256(value.encode()).hexdigest()
+
+
+def derived_secret(signer: Signer, purpose: str, message: bytes, key_id: str) -> bytes | None:
+    """A secret derived (not stored) for `message` under the key named `key_id`.
+
+    None when that key is no longer listed: keep a key listed while what it
+    derived is in use.
+    """
+    index = signer.index_of(key_id)
+    if index is None:
+        return None
+    return signer.sign(purpose, message, key_index=index)[:24]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Generic, TypeVar
 
 from peopletasks.signing import Signer
@@ -41,6 +43,19 @@ class TTLCache(Generic[K, V]):
         self._entries.clear()
 
 
+class DeadlineAlarm:
+    """Tells the deadline scheduler of a deadline earlier than the one it waits for."""
+
+    def __init__(self) -> None:
+        self.waiting_for: datetime | None = None
+        self.changed = asyncio.Event()
+
+    def note(self, deadline: datetime | None) -> None:
+        if deadline is not None and (self.waiting_for is None or deadline < self.waiting_for):
+            self.waiting_for = deadline
+            self.changed.set()
+
+
 @dataclass
 class Domain:
     """The domain's handle on the world; built once per service process."""
@@ -48,9 +63,15 @@ class Domain:
     db: Database
     signer: Signer
     auth_cache_seconds: float = 10.0
+    allow_private_webhooks: bool = False
     token_cache: TTLCache[str, object] = field(init=False)
     person_cache: TTLCache[str, object] = field(init=False)
+    #: Set after a commit that wrote webhook deliveries: wakes the dispatcher.
+    outbox_ready: asyncio.Event = field(init=False)
+    deadlines: DeadlineAlarm = field(init=False)
 
     def __post_init__(self) -> None:
         self.token_cache = TTLCache(self.auth_cache_seconds)
         self.person_cache = TTLCache(self.auth_cache_seconds)
+        self.outbox_ready = asyncio.Event()
+        self.deadlines = DeadlineAlarm()

@@ -6,8 +6,16 @@ import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
+from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    model_validator,
+)
 
 from peopletasks.timeutil import parse_datetime
 
@@ -119,6 +127,30 @@ class Decide(_Input):
     comment: Comment | None = None
 
 
+class PrefectResume(_Input):
+    """Resume a paused or suspended Prefect flow run with the decision as run input."""
+
+    flowRunId: UUID = Field(description="The flow run to resume.")
+    apiUrl: Annotated[
+        str, Field(min_length=1, max_length=2000), AfterValidator(_no_control_chars)
+    ] = Field(description="Prefect's API URL, e.g. http://127.0.0.1:4200/api.")
+    apiKey: Annotated[str, Field(max_length=500), AfterValidator(_no_control_chars)] | None = Field(
+        None, description="A Prefect Cloud API key (sent as a bearer token; stored)."
+    )
+
+
 class WebhookCreate(_Input):
-    url: Annotated[str, Field(min_length=1, max_length=2000), AfterValidator(_no_control_chars)]
+    """`url` (POST the event there) or `prefect` (resume a flow run), and the task."""
+
     taskId: Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_no_control_chars)]
+    url: (
+        Annotated[str, Field(min_length=1, max_length=2000), AfterValidator(_no_control_chars)]
+        | None
+    ) = None
+    prefect: PrefectResume | None = None
+
+    @model_validator(mode="after")
+    def _one_target(self) -> WebhookCreate:
+        if (self.url is None) == (self.prefect is None):
+            raise ValueError("give exactly one of url and prefect")
+        return self

@@ -17,6 +17,7 @@ from sqlalchemy import ColumnElement, Row, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from peopletasks.domain.context import Domain
+from peopletasks.domain.events import record_status_event
 from peopletasks.domain.inputs import FINAL_STATUSES, Status, TaskCreate, TaskEdit
 from peopletasks.domain.principals import Principal, PrincipalKind, issue_secrets
 from peopletasks.domain.selection import (
@@ -209,6 +210,7 @@ async def create_task(domain: Domain, principal: Principal, data: TaskCreate) ->
         )
         row = (await conn.execute(tasks.insert().values(**values).returning(tasks))).one()
         await _record(conn, row.seq, None, Status.PENDING.value, principal.email, now)
+    domain.deadlines.note(data.decisionBy)
     view = task_view(row)
     view["approverSecret"] = approver_secret
     view["requesterSecret"] = requester_secret
@@ -270,6 +272,7 @@ async def _decide(
                     now,
                     comment,
                 )
+                await record_status_event(conn, updated)
                 return cast(Row[Any], updated)
     # Why not? Read the task as it stands and say.
     row = await _load(conn, principal, task_id)
@@ -297,6 +300,7 @@ async def _expire(conn: AsyncConnection, row: Row[Any], now: datetime) -> Row[An
     if expired is None:
         return (await conn.execute(select(tasks).where(tasks.c.seq == row.seq))).one()
     await _record(conn, row.seq, Status.PENDING.value, Status.DUE.value, None, now)
+    await record_status_event(conn, expired)
     return cast(Row[Any], expired)
 
 
@@ -310,8 +314,11 @@ async def decide_task(
     """Approve or reject: only the approver, only while the task can take a decision."""
     if decision not in (Status.APPROVED, Status.REJECTED):
         raise ValidationFailed.field("status", "a decision is approved or rejected")
-    async with domain.db.write() as conn:
-        row = await _keeping_expiry(conn, _decide(conn, principal, task_id, decision, comment))
+    try:
+        async with domain.db.write() as conn:
+            row = await _keeping_expiry(conn, _decide(conn, principal, task_id, decision, comment))
+    finally:
+        domain.outbox_ready.set()
     return task_view(row)
 
 
@@ -382,10 +389,15 @@ async def edit_task(
                     code="already_decided",
                 )
             # Decide with the task's current approver, then apply the other changes.
-            updated = await _keeping_expiry(
-                conn,
-                _decide(conn, principal, task_id, Status(status), given.get("comment"), changes),
-            )
+            try:
+                updated = await _keeping_expiry(
+                    conn,
+                    _decide(
+                        conn, principal, task_id, Status(status), given.get("comment"), changes
+                    ),
+                )
+            finally:
+                domain.outbox_ready.set()
             return task_view(updated)
         if not changes:
             return task_view(row)
@@ -398,4 +410,45 @@ async def edit_task(
                 .returning(tasks)
             )
         ).one()
+    domain.deadlines.note(changes.get("decision_by"))
     return task_view(updated_row)
+
+
+async def expire_due_tasks(domain: Domain, *, limit: int = 500) -> int:
+    """Turn pending tasks whose deadline has passed into `due` (with history and
+    webhook events). Returns how many; safe to run on several replicas at once."""
+    now = utcnow()
+    overdue = (
+        select(tasks.c.seq)
+        .where(tasks.c.status == Status.PENDING.value, tasks.c.decision_by <= now)
+        .order_by(tasks.c.decision_by)
+        .limit(limit)
+    )
+    async with domain.db.write() as conn:
+        if conn.dialect.name == "postgresql":
+            overdue = overdue.with_for_update(skip_locked=True)
+        rows = (
+            await conn.execute(
+                tasks.update()
+                .where(tasks.c.seq.in_(overdue.scalar_subquery()))
+                .where(tasks.c.status == Status.PENDING.value)
+                .values(status=Status.DUE.value, updated_at=now)
+                .returning(tasks)
+            )
+        ).all()
+        deliveries = 0
+        for row in rows:
+            await _record(conn, row.seq, Status.PENDING.value, Status.DUE.value, None, now)
+            deliveries += await record_status_event(conn, row)
+    if deliveries:
+        domain.outbox_ready.set()
+    return len(rows)
+
+
+async def next_deadline(domain: Domain) -> datetime | None:
+    """The earliest deadline of a pending task."""
+    async with domain.db.read() as conn:
+        earliest: datetime | None = await conn.scalar(
+            select(func.min(tasks.c.decision_by)).where(tasks.c.status == Status.PENDING.value)
+        )
+    return earliest

@@ -67,10 +67,19 @@ def history_view(row: Row[Any]) -> dict[str, Any]:
 
 def webhook_view(row: Row[Any], task_id: str, task_status: str) -> dict[str, Any]:
     m = row._mapping
-    return {
+    view: dict[str, Any] = {
         "id": m["public_id"],
         "url": m["url"],
         "taskId": task_id,
         "status": task_status,
+        "kind": m["kind"],
         "createdAt": format_datetime(m["created_at"]),
+        "disabledAt": format_datetime(m["disabled_at"]),
+        "disabledReason": m["disabled_reason"],
     }
+    if m["kind"] == "prefect" and m["target"]:
+        view["prefect"] = {
+            "flowRunId": m["target"]["flowRunId"],
+            "apiUrl": m["target"]["apiUrl"],
+        }
+    return view

@@ -1,10 +1,11 @@
-"""Webhook registrations: one per (task, URL) request; fired on every status change."""
+"""Webhook registrations: a URL (or a Prefect flow run) told of every status change."""
 
 from __future__ import annotations
 
+import base64
 import secrets
+from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 from sqlalchemy import select
 
@@ -13,30 +14,50 @@ from peopletasks.domain.inputs import WebhookCreate
 from peopletasks.domain.principals import Principal
 from peopletasks.domain.views import webhook_view
 from peopletasks.errors import Forbidden, NotFound, ValidationFailed
+from peopletasks.signing import derived_secret
 from peopletasks.store.tables import tasks, webhooks
 from peopletasks.timeutil import utcnow
 
+WEBHOOK_SECRET_PURPOSE = "webhook-secret"
+#: Checks a target URL may be called (scheme, host, address policy); raises ValidationFailed.
+TargetCheck = Callable[[str, str], Awaitable[None]]
 
-def check_webhook_url(url: str) -> str:
-    """An absolute http(s) URL with a host; raises ValidationFailed naming `url`."""
-    try:
-        parts = urlsplit(url.strip())
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError:
-        raise ValidationFailed.field("url", "is not a valid URL") from None
-    if parts.scheme not in {"http", "https"} or not parts.hostname:
-        raise ValidationFailed.field("url", "must be an absolute http:// or https:// URL")
-    if any(ch.isspace() or ord(ch) < 32 for ch in url):
-        raise ValidationFailed.field("url", "must not contain spaces or control characters")
-    return url.strip()
+
+def webhook_secret(domain: Domain, public_id: str, key_id: str | None) -> bytes | None:
+    """The signing secret of a webhook: derived from the service key, never stored."""
+    if key_id is None:
+        return None
+    return derived_secret(domain.signer, WEBHOOK_SECRET_PURPOSE, public_id.encode(), key_id)
+
+
+def format_webhook_secret(secret: bytes) -> str:
+    """As Standard Webhooks spells secrets: `whsec_` + base64."""
+    return "whsec_" + base64.b64encode(secret).decode()
 
 
 async def register_webhook(
-    domain: Domain, principal: Principal, data: WebhookCreate
+    domain: Domain, principal: Principal, data: WebhookCreate, check_target: TargetCheck
 ) -> dict[str, Any]:
+    """Register; the answer carries the webhook's signing `secret`, shown this once."""
     if not principal.is_user:
         raise Forbidden("registering a webhook needs an API token")
-    url = check_webhook_url(data.url)
+    if data.prefect is not None:
+        api_url = data.prefect.apiUrl.strip().rstrip("/")
+        await check_target(api_url, "prefect.apiUrl")
+        url = f"{api_url}/flow_runs/{data.prefect.flowRunId}/resume"
+        kind = "prefect"
+        target: dict[str, Any] | None = {
+            "flowRunId": str(data.prefect.flowRunId),
+            "apiUrl": api_url,
+            "apiKey": data.prefect.apiKey,
+        }
+    else:
+        assert data.url is not None
+        url = data.url.strip()
+        await check_target(url, "url")
+        kind, target = "http", None
+    public_id = secrets.token_hex(12)
+    key_id = domain.signer.key_id(0)
     async with domain.db.write() as conn:
         task = (
             await conn.execute(
@@ -51,18 +72,24 @@ async def register_webhook(
             await conn.execute(
                 webhooks.insert()
                 .values(
-                    public_id=secrets.token_hex(12),
+                    public_id=public_id,
                     org_id=principal.org_id,
                     task_seq=task.seq,
                     url=url,
-                    kind="http",
+                    kind=kind,
+                    target=target,
                     created_by=principal.email,
                     created_at=utcnow(),
+                    key_id=key_id,
                 )
                 .returning(webhooks)
             )
         ).one()
-    return webhook_view(row, data.taskId, task.status)
+    view = webhook_view(row, data.taskId, task.status)
+    secret = webhook_secret(domain, public_id, key_id)
+    assert secret is not None
+    view["secret"] = format_webhook_secret(secret)
+    return view
 
 
 def _webhook_query(principal: Principal, webhook_id: str) -> Any:
@@ -87,6 +114,7 @@ async def get_webhook(domain: Domain, principal: Principal, webhook_id: str) -> 
 
 
 async def delete_webhook(domain: Domain, principal: Principal, webhook_id: str) -> None:
+    """Delete a registration, its pending deliveries and their log."""
     if not principal.is_user:
         raise Forbidden("deleting a webhook needs an API token")
     async with domain.db.write() as conn:

@@ -17,9 +17,11 @@ from peopletasks.service.errors import install_error_handlers
 from peopletasks.service.responses import FastJSONResponse, error_response, json
 from peopletasks.service.routes import router
 from peopletasks.service.schemas import Health, error_responses
+from peopletasks.service.workers import BackgroundWorkers
 from peopletasks.settings import Settings, get_settings
 from peopletasks.signing import Signer
 from peopletasks.store import Database
+from peopletasks.webhooks.targets import target_check
 
 DESCRIPTION = """
 Human approval steps: tasks that a person approves or rejects, compatible with
@@ -39,6 +41,7 @@ def build_domain(settings: Settings) -> Domain:
         db=database,
         signer=Signer(settings.signing_keys()),
         auth_cache_seconds=settings.auth_cache_seconds,
+        allow_private_webhooks=settings.allow_private_webhooks,
     )
 
 
@@ -55,9 +58,15 @@ def create_app(settings: Settings | None = None, *, domain: Domain | None = None
         own = app.state.domain is None
         if own:
             app.state.domain = build_domain(settings)
+        workers = None
+        if settings.background_workers:
+            workers = BackgroundWorkers(app.state.domain, settings)
+            await workers.start()
         try:
             yield
         finally:
+            if workers is not None:
+                await workers.stop()
             if own:
                 await app.state.domain.db.dispose()
                 app.state.domain = None
@@ -71,6 +80,7 @@ def create_app(settings: Settings | None = None, *, domain: Domain | None = None
     )
     app.state.domain = domain
     app.state.settings = settings
+    app.state.target_check = target_check(allow_private=settings.allow_private_webhooks)
     install_error_handlers(app)
     app.include_router(router)
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Path, Query, Response
+from fastapi import APIRouter, Body, Path, Query, Request, Response
 
 from peopletasks.domain import Status
+from peopletasks.domain import deliveries as delivery_ops
 from peopletasks.domain import tasks as task_ops
 from peopletasks.domain import webhooks as webhook_ops
 from peopletasks.domain.inputs import Decide, TaskCreate, TaskEdit, WebhookCreate
@@ -20,11 +21,13 @@ from peopletasks.service.auth import (
 )
 from peopletasks.service.responses import json
 from peopletasks.service.schemas import (
+    DeliveryPublic,
     HistoryEntry,
     TaskCount,
     TaskCreated,
     TaskListItem,
     TaskPublic,
+    WebhookCreated,
     WebhookPublic,
     error_responses,
 )
@@ -244,12 +247,17 @@ async def reject_task(
     operation_id="registerWebhook",
     summary="Register a webhook for a task",
     status_code=201,
-    response_model=WebhookPublic,
+    response_model=WebhookCreated,
     responses=error_responses(400, 401, 403, 422),
 )
-async def register_webhook(domain: DomainDep, principal: PrincipalDep, body: WebhookCreate) -> Any:
-    """Called with a POST whenever the task's status changes."""
-    return json(await webhook_ops.register_webhook(domain, principal, body), 201)
+async def register_webhook(
+    request: Request, domain: DomainDep, principal: PrincipalDep, body: WebhookCreate
+) -> Any:
+    """Register `url` (POSTed a signed event on every status change of the task) or
+    `prefect` (the flow run is resumed with the decision as run input). The answer
+    holds the signing `secret`, shown this once."""
+    check = request.app.state.target_check
+    return json(await webhook_ops.register_webhook(domain, principal, body, check), 201)
 
 
 @router.get(
@@ -262,6 +270,44 @@ async def register_webhook(domain: DomainDep, principal: PrincipalDep, body: Web
 )
 async def get_webhook(domain: DomainDep, principal: PrincipalDep, id: WebhookId) -> Any:
     return json(await webhook_ops.get_webhook(domain, principal, id))
+
+
+@router.get(
+    "/webhooks/{id}/deliveries",
+    tags=["webhooks"],
+    operation_id="listWebhookDeliveries",
+    summary="Deliveries of a webhook, newest first, with every attempt",
+    response_model=list[DeliveryPublic],
+    responses=error_responses(401, 403, 404, 422),
+    dependencies=[only_query_parameters("secret", "limit", "offset")],
+)
+async def list_deliveries(
+    domain: DomainDep,
+    principal: PrincipalDep,
+    id: WebhookId,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> Any:
+    return json(
+        await delivery_ops.list_deliveries(domain, principal, id, limit=limit, offset=offset)
+    )
+
+
+@router.post(
+    "/webhooks/{id}/deliveries/{deliveryId}/resend",
+    tags=["webhooks"],
+    operation_id="resendWebhookDelivery",
+    summary="Send a delivery again (same webhook-id)",
+    response_model=DeliveryPublic,
+    responses=error_responses(401, 403, 404, 409),
+)
+async def resend_delivery(
+    domain: DomainDep,
+    principal: PrincipalDep,
+    id: WebhookId,
+    deliveryId: Annotated[str, Path(max_length=64)],
+) -> Any:
+    return json(await delivery_ops.resend_delivery(domain, principal, id, deliveryId))
 
 
 @router.delete(

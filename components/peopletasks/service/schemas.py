@@ -68,14 +68,51 @@ class HistoryEntry(BaseModel):
     comment: str | None
 
 
+class PrefectTarget(BaseModel):
+    flowRunId: str
+    apiUrl: str
+
+
 class WebhookPublic(BaseModel):
     id: str
-    url: str
+    url: str = Field(description="Where events are POSTed (for Prefect: the resume endpoint).")
     taskId: str
     status: StatusName = Field(
         description="The task's current status (tells whether it was decided before this)."
     )
+    kind: Literal["http", "prefect"]
     createdAt: str
+    disabledAt: str | None = Field(description="Set when the receiver answered 410 Gone.")
+    disabledReason: str | None
+    prefect: PrefectTarget | None = None
+
+
+class WebhookCreated(WebhookPublic):
+    secret: str = Field(
+        description="`whsec_...`: verifies the Standard Webhooks signature; shown this once."
+    )
+
+
+class AttemptPublic(BaseModel):
+    attemptedAt: str
+    statusCode: int | None
+    latencyMs: int
+    error: str | None
+    responseBody: str | None = Field(description="The first 4 KiB of the receiver's answer.")
+
+
+class DeliveryPublic(BaseModel):
+    id: str
+    messageId: str = Field(description="The `webhook-id` header: the same on every attempt.")
+    type: str = Field(description="task.approved, task.rejected or task.due")
+    status: Literal["pending", "delivered", "failed", "cancelled"]
+    attempts: int
+    nextAttemptAt: str | None
+    deliveredAt: str | None
+    lastStatusCode: int | None
+    lastError: str | None
+    createdAt: str
+    attemptLog: list[AttemptPublic]
 
 
 class ErrorDetail(BaseModel):

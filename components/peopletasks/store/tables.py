@@ -195,4 +195,61 @@ webhooks = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("disabled_at", UTCDateTime),
     Column("disabled_reason", Text),
+    # Which signing key derived this webhook's secret (its fingerprint).
+    Column("key_id", String(16)),
+)
+
+# The transactional outbox: an event per status change, written in the same
+# transaction as the change, with one delivery per registered webhook.
+webhook_events = Table(
+    "webhook_events",
+    metadata,
+    Column("id", BigIntPK, primary_key=True, autoincrement=True),
+    # `webhook-id` of the Standard Webhooks spec: the same on every retry.
+    Column("public_id", String(40), nullable=False, unique=True),
+    Column("org_id", ForeignKey("organizations.id"), nullable=False),
+    Column("task_seq", ForeignKey("tasks.seq", ondelete="CASCADE"), nullable=False, index=True),
+    Column("type", String(40), nullable=False),
+    # The exact bytes every delivery of this event sends.
+    Column("body", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", BigIntPK, primary_key=True, autoincrement=True),
+    Column("public_id", PUBLIC_ID, nullable=False, unique=True),
+    Column(
+        "event_id", ForeignKey("webhook_events.id", ondelete="CASCADE"), nullable=False, index=True
+    ),
+    Column("webhook_id", ForeignKey("webhooks.id", ondelete="CASCADE"), nullable=False, index=True),
+    # pending -> delivered | failed (gave up) | cancelled (webhook disabled)
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    # A dispatcher's lease: while in the future, nobody else attempts this delivery.
+    Column("claimed_until", UTCDateTime),
+    Column("last_status_code", Integer),
+    Column("last_error", Text),
+    Column("delivered_at", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+)
+
+webhook_attempts = Table(
+    "webhook_attempts",
+    metadata,
+    Column("id", BigIntPK, primary_key=True, autoincrement=True),
+    Column(
+        "delivery_id",
+        ForeignKey("webhook_deliveries.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("attempted_at", UTCDateTime, nullable=False),
+    Column("status_code", Integer),
+    Column("latency_ms", Integer, nullable=False),
+    Column("error", Text),
+    Column("response_body", Text),
 )

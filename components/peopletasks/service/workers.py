@@ -1,0 +1,98 @@
+"""Background work inside each service process: the webhook dispatcher and the
+deadline scheduler (pending tasks turn `due` the moment their deadline passes)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from peopletasks.domain import Domain
+from peopletasks.domain.deliveries import release_claims
+from peopletasks.domain.tasks import expire_due_tasks, next_deadline
+from peopletasks.settings import Settings
+from peopletasks.timeutil import utcnow
+from peopletasks.webhooks.dispatcher import Dispatcher
+from peopletasks.webhooks.retry import RetryStrategy
+from peopletasks.webhooks.transport import make_client
+
+log = logging.getLogger("peopletasks.workers")
+EXPIRE_BATCH = 500
+
+
+class DeadlineScheduler:
+    """Sleeps until the next deadline (no polling loop), then expires what is due.
+
+    Creating or editing a task with an earlier deadline wakes it at once; every
+    `max_sleep` seconds it also looks again, for deadlines set on other replicas.
+    """
+
+    def __init__(self, domain: Domain, *, max_sleep: float = 30.0) -> None:
+        self.domain = domain
+        self.max_sleep = max_sleep
+
+    async def run(self) -> None:
+        alarm = self.domain.deadlines
+        while True:
+            try:
+                alarm.changed.clear()
+                alarm.waiting_for = None
+                while await expire_due_tasks(self.domain, limit=EXPIRE_BATCH) == EXPIRE_BATCH:
+                    pass
+                upcoming = await next_deadline(self.domain)
+                alarm.waiting_for = upcoming
+                delay = self.max_sleep
+                if upcoming is not None:
+                    delay = min(delay, max(0.0, (upcoming - utcnow()).total_seconds()))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("deadline scheduler step failed; retrying shortly")
+                delay = 1.0
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(alarm.changed.wait(), delay)
+
+
+class BackgroundWorkers:
+    """Starts and stops the dispatcher and the scheduler with the service."""
+
+    def __init__(self, domain: Domain, settings: Settings) -> None:
+        self.domain = domain
+        self.settings = settings
+        self._tasks: list[asyncio.Task[None]] = []
+        self.client = make_client(
+            allow_private=settings.allow_private_webhooks,
+            timeout=settings.webhook_timeout_seconds,
+            max_connections=settings.webhook_concurrency,
+        )
+        self.dispatcher = Dispatcher(
+            domain,
+            self.client,
+            strategy=RetryStrategy(
+                base=settings.webhook_retry_base_seconds,
+                max_delay=settings.webhook_retry_max_delay_seconds,
+                horizon=settings.webhook_retry_horizon_seconds,
+            ),
+            concurrency=settings.webhook_concurrency,
+            lease_seconds=settings.webhook_timeout_seconds + 5.0,
+            poll_seconds=settings.webhook_poll_seconds,
+        )
+        self.scheduler = DeadlineScheduler(domain)
+
+    async def start(self) -> None:
+        if self.domain.db.is_sqlite:
+            # SQLite serves one replica: leases left by a crashed run are ours to free.
+            released = await release_claims(self.domain)
+            if released:
+                log.info("released %d webhook deliveries claimed before a restart", released)
+        self._tasks = [
+            asyncio.create_task(self.dispatcher.run(), name="webhook-dispatcher"),
+            asyncio.create_task(self.scheduler.run(), name="deadline-scheduler"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        await self.client.aclose()

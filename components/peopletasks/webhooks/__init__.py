@@ -1,0 +1,1 @@
+"""Webhook delivery: outbox, signing, dispatcher."""

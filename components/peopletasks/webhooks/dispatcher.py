@@ -1,0 +1,247 @@
+"""The dispatcher: sends outbox deliveries, logs each attempt, schedules retries.
+
+One runs inside every service process. It claims due deliveries (a lease, so
+replicas never attempt the same one at once), sends each concurrently — a slow
+receiver holds only its own slot — and writes the outcomes back in batches.
+A crash loses nothing: unfinished claims expire and are attempted again, with
+the same `webhook-id`, so receivers can de-duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import orjson
+
+from peopletasks import __version__
+from peopletasks.domain import Domain
+from peopletasks.domain.deliveries import (
+    AttemptResult,
+    ClaimedDelivery,
+    claim_deliveries,
+    has_due_deliveries,
+    next_attempt_due,
+    record_attempts,
+)
+from peopletasks.domain.webhooks import webhook_secret
+from peopletasks.timeutil import utcnow
+from peopletasks.webhooks.retry import RetryStrategy, parse_retry_after
+from peopletasks.webhooks.signatures import signed_headers
+from peopletasks.webhooks.transport import read_capped
+
+log = logging.getLogger("peopletasks.webhooks")
+
+USER_AGENT = f"peopletasks-webhooks/{__version__}"
+RESPONSE_BODY_CAP = 4096
+CLAIM_BATCH = 200
+
+
+@dataclass
+class _Outcome:
+    status_code: int | None = None
+    error: str | None = None
+    body: str | None = None
+    delivered: bool = False
+    retry_after: float | None = None
+    gone: bool = False
+
+
+def run_input_of(task: dict[str, Any]) -> dict[str, Any]:
+    """The decision as a waiting Prefect flow run receives it (its run input)."""
+    return {
+        "status": task["status"],
+        "approved": task["status"] == "approved",
+        "task_id": task["id"],
+        "decided_by": task.get("decidedBy"),
+        "decided_at": task.get("decidedAt"),
+        "comment": task.get("comment"),
+    }
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        domain: Domain,
+        client: httpx.AsyncClient,
+        *,
+        strategy: RetryStrategy | None = None,
+        concurrency: int = 64,
+        lease_seconds: float = 30.0,
+        poll_seconds: float = 1.0,
+    ) -> None:
+        self.domain = domain
+        self.client = client
+        self.strategy = strategy or RetryStrategy()
+        self.concurrency = concurrency
+        self.lease_seconds = lease_seconds
+        self.poll_seconds = poll_seconds
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._results: asyncio.Queue[AttemptResult] = asyncio.Queue()
+
+    # -- the loop ---------------------------------------------------------------
+
+    async def run(self) -> None:
+        flusher = asyncio.create_task(self._flush_results(), name="webhook-results")
+        try:
+            while True:
+                try:
+                    await self._step()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("dispatcher step failed; retrying shortly")
+                    await asyncio.sleep(self.poll_seconds)
+        finally:
+            for task in list(self._inflight):
+                task.cancel()
+            await asyncio.gather(*self._inflight, return_exceptions=True)
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
+            await self._drain_results()
+
+    async def _step(self) -> None:
+        self.domain.outbox_ready.clear()
+        free = self.concurrency - len(self._inflight)
+        wanted = min(free, CLAIM_BATCH)
+        claimed: list[ClaimedDelivery] = []
+        if wanted > 0 and await has_due_deliveries(self.domain):
+            claimed = await claim_deliveries(self.domain, wanted, self.lease_seconds)
+        for delivery in claimed:
+            task = asyncio.create_task(self._attempt(delivery), name=f"delivery-{delivery.id}")
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
+        if claimed and len(claimed) == wanted:
+            return  # there may be more right away
+        if free <= 0:
+            await asyncio.wait(
+                self._inflight, timeout=self.poll_seconds, return_when=asyncio.FIRST_COMPLETED
+            )
+            return
+        timeout = self.poll_seconds
+        due = await next_attempt_due(self.domain)
+        if due is not None:
+            timeout = min(timeout, max(0.0, (due - utcnow()).total_seconds()))
+        if timeout > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.domain.outbox_ready.wait(), timeout)
+
+    # -- one attempt ------------------------------------------------------------
+
+    async def _attempt(self, delivery: ClaimedDelivery) -> None:
+        attempted_at = utcnow()
+        started = time.perf_counter()
+        try:
+            outcome = await self._send(delivery)
+        except asyncio.CancelledError:
+            raise  # shutting down: the lease expires and another attempt follows
+        except Exception as exc:  # never let one delivery kill the dispatcher
+            log.exception("delivery %s failed unexpectedly", delivery.id)
+            outcome = _Outcome(error=f"internal error: {type(exc).__name__}")
+        latency_ms = int((time.perf_counter() - started) * 1000)
+        retry_at = None
+        if not outcome.delivered and not outcome.gone:
+            retry_at = self.strategy.next_attempt(
+                delivery.attempt,
+                now=utcnow(),
+                event_created_at=delivery.event_created_at,
+                retry_after=outcome.retry_after,
+            )
+        self._results.put_nowait(
+            AttemptResult(
+                delivery_id=delivery.id,
+                attempted_at=attempted_at,
+                latency_ms=latency_ms,
+                delivered=outcome.delivered,
+                status_code=outcome.status_code,
+                error=outcome.error,
+                response_body=outcome.body,
+                retry_at=retry_at,
+                disable_webhook=outcome.gone,
+            )
+        )
+
+    async def _send(self, delivery: ClaimedDelivery) -> _Outcome:
+        secret = webhook_secret(self.domain, delivery.webhook_public_id, delivery.key_id)
+        if secret is None:
+            return _Outcome(
+                error="the signing key that derived this webhook's secret is no longer listed "
+                "in PEOPLETASKS_SECRET_KEY"
+            )
+        headers = {"content-type": "application/json", "user-agent": USER_AGENT}
+        if delivery.kind == "prefect":
+            payload = orjson.dumps({"run_input": run_input_of(orjson.loads(delivery.body))})
+            api_key = (delivery.target or {}).get("apiKey")
+            if api_key:
+                headers["authorization"] = f"Bearer {api_key}"
+        else:
+            payload = delivery.body.encode()
+        headers.update(signed_headers(secret, delivery.message_id, payload))
+        try:
+            async with self.client.stream(
+                "POST", delivery.url, content=payload, headers=headers
+            ) as response:
+                raw = await read_capped(response, RESPONSE_BODY_CAP)
+        except httpx.TimeoutException as exc:
+            return _Outcome(error=f"timeout: {type(exc).__name__}")
+        except httpx.HTTPError as exc:
+            return _Outcome(error=f"{type(exc).__name__}: {exc}")
+        text = raw.decode("utf-8", "replace")
+        outcome = _Outcome(status_code=response.status_code, body=text)
+        if 200 <= response.status_code < 300:
+            outcome.delivered = True
+            if delivery.kind == "prefect":
+                outcome.delivered, outcome.error = _prefect_accepted(raw)
+        elif response.status_code == 410:
+            outcome.gone = True
+            outcome.error = "410 Gone: webhook disabled"
+        else:
+            outcome.error = f"HTTP {response.status_code}"
+            outcome.retry_after = parse_retry_after(response.headers.get("retry-after"), utcnow())
+        return outcome
+
+    # -- results ----------------------------------------------------------------
+
+    async def _flush_results(self) -> None:
+        while True:
+            first = await self._results.get()
+            batch = [first]
+            await asyncio.sleep(0.002)  # let a burst of results gather into one write
+            while not self._results.empty() and len(batch) < 500:
+                batch.append(self._results.get_nowait())
+            await self._write(batch)
+
+    async def _drain_results(self) -> None:
+        batch: list[AttemptResult] = []
+        while not self._results.empty():
+            batch.append(self._results.get_nowait())
+        if batch:
+            await self._write(batch)
+
+    async def _write(self, batch: list[AttemptResult]) -> None:
+        for tries in range(5):
+            try:
+                await record_attempts(self.domain, batch)
+                break
+            except Exception:
+                log.exception("recording %d webhook attempts failed (try %d)", len(batch), tries)
+                await asyncio.sleep(0.5 * (tries + 1))
+        if any(not r.delivered and r.retry_at is not None for r in batch):
+            self.domain.outbox_ready.set()
+
+
+def _prefect_accepted(raw: bytes) -> tuple[bool, str | None]:
+    """Prefect answers a resume with 200 and an orchestration result: ACCEPT resumed it."""
+    try:
+        status = orjson.loads(raw).get("status")
+    except (orjson.JSONDecodeError, AttributeError):
+        return False, "Prefect answered with something other than an orchestration result"
+    if status == "ACCEPT":
+        return True, None
+    return False, f"Prefect did not resume the run: {status}"

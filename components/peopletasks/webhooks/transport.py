@@ -1,0 +1,475 @@
+"""The HTTP client webhooks use to POST to user-supplied URLs, safe against SSRF.
+
+The threat: anyone who may register a webhook chooses the URL the service will
+POST to. Without care that makes the service a proxy into its own network: cloud
+metadata (`169.254.169.254`), the database on `10.x`, an admin port on `127.0.0.1`,
+reached directly, through a redirect, through a proxy taken from the environment,
+or through a name that resolved to a public address when it was checked and to a
+private one when it is connected to (DNS rebinding).
+
+The design:
+
+* `check_target_url` refuses URLs that are not plain `http(s)://host[:port]/...`
+  (no user-info, no whitespace, no odd ports) before anything is stored.
+* `check_target_resolves` resolves the host at registration time, for a clear
+  error early; it is advisory only, since DNS answers change.
+* The real guard is in `make_client`: its connection pool uses a network backend
+  that resolves the host itself, refuses the connection when ANY resolved address
+  is not public (`is_public_address`), and then connects to the checked address
+  literal, so the address connected to is the address checked. TLS still verifies
+  the certificate for, and sends SNI of, the URL's host name: httpcore passes the
+  request origin's host as `server_hostname` to `start_tls` (httpcore 1.0.9,
+  `_async/connection.py`), whatever `connect_tcp` connected to.
+* The client never follows redirects, ignores proxy settings from the environment,
+  and `read_capped` reads a bounded prefix of the answer.
+
+`PEOPLETASKS_ALLOW_PRIVATE_WEBHOOKS=true` (``allow_private=True``) lifts the address
+check, for local stacks and tests whose receivers live on private addresses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import math
+import socket
+import ssl
+import time
+import unicodedata
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpcore
+import httpx
+
+from peopletasks.errors import ValidationFailed
+
+__all__ = [
+    "MAX_URL_LENGTH",
+    "TargetRefused",
+    "check_target_resolves",
+    "check_target_url",
+    "is_public_address",
+    "make_client",
+    "read_capped",
+    "refusal_of",
+    "resolve_public",
+]
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+MAX_URL_LENGTH = 2000
+#: How long registration waits for DNS before refusing the URL.
+RESOLVE_TIMEOUT_SECONDS = 5.0
+_ALLOW_HINT = "set PEOPLETASKS_ALLOW_PRIVATE_WEBHOOKS=true to allow"
+
+_net4 = ipaddress.IPv4Network
+_net6 = ipaddress.IPv6Network
+_SHARED_V4 = _net4("100.64.0.0/10")  # RFC 6598, carrier-grade NAT
+_DOCUMENTATION_V4 = (
+    _net4("192.0.2.0/24"),
+    _net4("198.51.100.0/24"),
+    _net4("203.0.113.0/24"),
+)
+_BENCHMARK_V4 = _net4("198.18.0.0/15")
+_DOCUMENTATION_V6 = (_net6("2001:db8::/32"), _net6("3fff::/20"))
+_IPV4_COMPATIBLE_V6 = _net6("::/96")  # deprecated by RFC 4291
+_NAT64_V6 = _net6("64:ff9b::/96")  # RFC 6052 well-known prefix
+_NAT64_LOCAL_V6 = _net6("64:ff9b:1::/48")  # RFC 8215 local-use prefix
+_TEREDO_V6 = _net6("2001::/32")
+_SITE_LOCAL_V6 = _net6("fec0::/10")
+_UNIQUE_LOCAL_V6 = _net6("fc00::/7")
+
+
+class TargetRefused(Exception):
+    """A webhook target may not be reached: it resolves to a non-public address, or not at all."""
+
+
+class _RefusedConnectError(httpcore.ConnectError):
+    """What the backend raises for a refused target; httpx wraps it in `httpx.ConnectError`."""
+
+    def __init__(self, refused: TargetRefused) -> None:
+        super().__init__(str(refused))
+        self.refused = refused
+
+
+def refusal_of(error: BaseException) -> TargetRefused | None:
+    """The `TargetRefused` behind an `httpx.ConnectError` from `make_client`'s client, if any.
+
+    (Lets a caller tell "this target is not allowed" from "this target is down".)
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, TargetRefused):
+            return current
+        if isinstance(current, _RefusedConnectError):
+            return current.refused
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+# --- URLs -------------------------------------------------------------------------------------
+
+
+def _refuse(message: str) -> ValidationFailed:
+    return ValidationFailed.field("url", message)
+
+
+def _is_forbidden_char(ch: str) -> bool:
+    # Whitespace, C0/C1 controls, DEL, and invisible format characters (zero-width etc.).
+    return ch.isspace() or unicodedata.category(ch) in {"Cc", "Cf"}
+
+
+def check_target_url(url: str) -> str:
+    """The URL, normalised (lower-case scheme and host, IDNA host), or `ValidationFailed` on `url`.
+
+    Accepts only absolute `http://` / `https://` URLs with a host, an optional port in
+    1..65535 and no user-info. The URL is parsed by httpx, the parser that will send it.
+    """
+    if len(url) > MAX_URL_LENGTH:
+        raise _refuse(f"must be at most {MAX_URL_LENGTH} characters long (got {len(url)})")
+    if any(_is_forbidden_char(ch) for ch in url):
+        raise _refuse("must not contain whitespace or control characters")
+    if "\\" in url:
+        # URL parsers disagree about backslashes (WHATWG treats them as '/').
+        raise _refuse("must not contain backslashes")
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, ValueError) as exc:
+        raise _refuse(f"is not a valid URL: {exc}") from None
+    if parsed.scheme not in {"http", "https"}:
+        got = parsed.scheme or "none"
+        raise _refuse(f"must be an absolute http:// or https:// URL (scheme: {got})")
+    # The authority as the standard library sees it: any '@' means user-info, even empty.
+    try:
+        netloc = urlsplit(url).netloc
+    except ValueError as exc:
+        raise _refuse(f"is not a valid URL: {exc}") from None
+    if parsed.userinfo or "@" in netloc:
+        raise _refuse("must not contain a user name or password (user:pass@)")
+    host = parsed.raw_host.decode("ascii")
+    if not host:
+        raise _refuse("must name a host")
+    _check_host(host)
+    _check_port(netloc, parsed.port)
+    return str(parsed)
+
+
+def _check_host(host: str) -> None:
+    if ":" in host:  # an IPv6 literal (httpx has removed the brackets)
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise _refuse(f"has an invalid IPv6 address: {host}") from None
+        if "%" in host:
+            raise _refuse("must not use an IPv6 zone index")
+        return
+    name = host.removesuffix(".")
+    labels = name.split(".")
+    if (
+        not name
+        or len(name) > 253
+        or any(not label or len(label) > 63 for label in labels)
+        or any(not (ch.isascii() and (ch.isalnum() or ch in "-_")) for ch in name.replace(".", ""))
+    ):
+        raise _refuse(f"has an invalid host name: {host}")
+
+
+def _check_port(netloc: str, port: int | None) -> None:
+    # httpx accepts any integer (0, 99999, '+80'); insist on 1..65535 written in ASCII digits.
+    hostport = netloc.rpartition("@")[2]
+    raw = hostport.rpartition("]")[2] if hostport.startswith("[") else hostport
+    _, colon, text = raw.rpartition(":")
+    if colon and text and not (text.isascii() and text.isdigit()):
+        raise _refuse(f"has an invalid port: {text!r}")
+    if port is not None and not 1 <= port <= 65535:
+        raise _refuse(f"has an invalid port: {port} (must be 1..65535)")
+
+
+# --- addresses --------------------------------------------------------------------------------
+
+
+def _refusal_reason(ip: IPAddress) -> str | None:
+    """None when `ip` is public, else what it is ('a private address', ...)."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        return _refusal_reason_v6(ip)
+    return _refusal_reason_v4(ip)
+
+
+def _refusal_reason_v4(ip: ipaddress.IPv4Address) -> str | None:
+    if ip.is_unspecified:
+        return "an unspecified address"
+    if ip.is_loopback:
+        return "a loopback address"
+    if ip.is_link_local:
+        return "a link-local address"
+    if ip.is_multicast:
+        return "a multicast address"
+    if ip in _SHARED_V4:
+        return "a shared (carrier-grade NAT) address"
+    if any(ip in net for net in _DOCUMENTATION_V4):
+        return "a documentation address"
+    if ip in _BENCHMARK_V4:
+        return "a benchmarking address"
+    if ip.is_private:
+        return "a private address"
+    if ip.is_reserved:
+        return "a reserved address"
+    if not ip.is_global:
+        return "a non-global address"
+    return None
+
+
+def _embedded(prefix: str, inner: str | None) -> str | None:
+    return None if inner is None else f"{prefix} form of {inner}"
+
+
+def _refusal_reason_v6(ip: ipaddress.IPv6Address) -> str | None:
+    if ip.is_unspecified:
+        return "an unspecified address"
+    if ip.is_loopback:
+        return "a loopback address"
+    if ip.ipv4_mapped is not None:  # ::ffff:a.b.c.d reaches a.b.c.d on dual-stack sockets
+        return _embedded("an IPv4-mapped", _refusal_reason_v4(ip.ipv4_mapped))
+    if ip in _IPV4_COMPATIBLE_V6:
+        return "an IPv4-compatible address (deprecated)"
+    if ip in _NAT64_V6:  # a NAT64 gateway forwards to the embedded IPv4 address
+        inner = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        return _embedded("a NAT64", _refusal_reason_v4(inner))
+    if ip in _NAT64_LOCAL_V6:
+        return "a local-use NAT64 address"
+    if ip.sixtofour is not None:
+        return _embedded("a 6to4", _refusal_reason_v4(ip.sixtofour))
+    if ip in _TEREDO_V6:
+        return "a Teredo address"
+    if ip.is_link_local:
+        return "a link-local address"
+    if ip in _SITE_LOCAL_V6:
+        return "a site-local address"
+    if ip in _UNIQUE_LOCAL_V6:
+        return "a unique-local address"
+    if ip.is_multicast:
+        return "a multicast address"
+    if any(ip in net for net in _DOCUMENTATION_V6):
+        return "a documentation address"
+    if ip.is_private:
+        return "a private address"
+    if ip.is_reserved:
+        return "a reserved address"
+    if not ip.is_global:
+        return "a non-global address"
+    return None
+
+
+def is_public_address(ip: IPAddress) -> bool:
+    """True only for globally routable unicast addresses.
+
+    False for private, loopback, link-local, multicast, reserved, unspecified, shared
+    (100.64/10), documentation and benchmarking ranges, site-local (fec0::/10),
+    unique-local (fc00::/7), Teredo, deprecated IPv4-compatible IPv6 (::/96); IPv4
+    addresses embedded in IPv6 (IPv4-mapped `::ffff:a.b.c.d`, NAT64 `64:ff9b::/96`,
+    6to4 `2002::/16`) are judged by the embedded IPv4 address.
+    """
+    return _refusal_reason(ip) is None
+
+
+def _parse_address(address: str) -> IPAddress:
+    return ipaddress.ip_address(address.partition("%")[0])  # drop an IPv6 zone index
+
+
+def _refusal_message(host: str, address: str, reason: str) -> str:
+    if _parse_address(address) == _try_parse(host):
+        return f"refused: {host} is {reason}; {_ALLOW_HINT}"
+    return f"refused: {host} resolves to {address}, {reason}; {_ALLOW_HINT}"
+
+
+def _try_parse(host: str) -> IPAddress | None:
+    try:
+        return _parse_address(host)
+    except ValueError:
+        return None
+
+
+async def resolve_public(host: str, port: int, *, allow_private: bool) -> list[str]:
+    """The addresses `host` resolves to (literal IPs too), in the resolver's order.
+
+    Raises `TargetRefused` when the name cannot be resolved, or, unless
+    `allow_private`, when ANY of its addresses is not public.
+    """
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+        )
+    except (OSError, UnicodeError) as exc:
+        raise TargetRefused(f"cannot resolve {host}: {exc}") from None
+    addresses = list(
+        dict.fromkeys(
+            str(sockaddr[0])
+            for family, _, _, _, sockaddr in infos
+            if family in (socket.AF_INET, socket.AF_INET6)
+        )
+    )
+    if not addresses:
+        raise TargetRefused(f"cannot resolve {host}: no IPv4 or IPv6 address")
+    if not allow_private:
+        for address in addresses:
+            reason = _refusal_reason(_parse_address(address))
+            if reason is not None:
+                raise TargetRefused(_refusal_message(host, address, reason))
+    return addresses
+
+
+async def check_target_resolves(url: str, *, allow_private: bool) -> None:
+    """At registration: `ValidationFailed` on `url` when its host is refused or unresolvable.
+
+    With `allow_private` nothing is resolved at all (local stacks use names that may
+    only resolve inside their own network). Advisory: every connection is checked again.
+    """
+    if allow_private:
+        return
+    parsed = httpx.URL(check_target_url(url))
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    host = parsed.raw_host.decode("ascii")
+    try:
+        async with asyncio.timeout(RESOLVE_TIMEOUT_SECONDS):
+            await resolve_public(host, port, allow_private=False)
+    except TargetRefused as exc:
+        raise _refuse(str(exc)) from None
+    except TimeoutError:
+        raise _refuse(f"cannot resolve {host}: timed out") from None
+
+
+# --- the client -------------------------------------------------------------------------------
+
+
+class _CheckedBackend(httpcore.AsyncNetworkBackend):
+    """Resolves, checks every address, then connects to a checked address literal."""
+
+    def __init__(self, *, allow_private: bool) -> None:
+        self._allow_private = allow_private
+        self._inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        deadline = math.inf if timeout is None else time.monotonic() + timeout
+        try:
+            async with asyncio.timeout(timeout):
+                addresses = await resolve_public(host, port, allow_private=self._allow_private)
+        except TargetRefused as exc:
+            raise _RefusedConnectError(exc) from exc
+        except TimeoutError:
+            raise httpcore.ConnectTimeout(f"cannot resolve {host}: timed out") from None
+
+        failures: list[str] = []
+        only_timeouts = True  # every failure so far was a timeout
+        for index, address in enumerate(addresses):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                failures.append(f"{address}: not tried, connect timeout used up")
+                break
+            # Happy-eyeballs-lite: in order, one at a time; each attempt gets its share of
+            # what is left, so one black-holed address cannot use up the whole budget.
+            budget = None if timeout is None else remaining / (len(addresses) - index)
+            try:
+                return await self._inner.connect_tcp(
+                    address,
+                    port,
+                    timeout=budget,
+                    local_address=local_address,
+                    socket_options=socket_options,
+                )
+            except httpcore.ConnectTimeout:
+                failures.append(f"{address}: timed out")
+            except httpcore.ConnectError as exc:
+                only_timeouts = False
+                failures.append(f"{address}: {exc or type(exc).__name__}")
+        message = f"cannot connect to {host} port {port}: {'; '.join(failures)}"
+        if only_timeouts:
+            raise httpcore.ConnectTimeout(message)
+        raise httpcore.ConnectError(message)
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise httpcore.ConnectError("refused: unix sockets are not webhook targets")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+def make_client(
+    *,
+    allow_private: bool,
+    timeout: float = 10.0,
+    connect_timeout: float = 5.0,
+    max_connections: int = 200,
+    ssl_context: ssl.SSLContext | None = None,
+) -> httpx.AsyncClient:
+    """An `httpx.AsyncClient` for webhook deliveries.
+
+    No redirects are followed, no proxy or netrc is taken from the environment, and
+    every connection goes to an address that was resolved and checked just before
+    (unless `allow_private`). A refused target surfaces as `httpx.ConnectError` whose
+    message says why; no request byte is sent. `timeout` applies to each read / write
+    (not to the whole exchange: wrap a delivery in `asyncio.timeout` for that);
+    `connect_timeout` covers resolving plus all connection attempts. `ssl_context`
+    defaults to httpx's (certifi, or `SSL_CERT_FILE` / `SSL_CERT_DIR` when set).
+    """
+    limits = httpx.Limits(max_connections=max_connections)
+    transport = httpx.AsyncHTTPTransport(trust_env=False, limits=limits, http1=True, http2=False)
+    if not hasattr(transport, "_pool"):  # pragma: no cover - guards an httpx upgrade
+        raise RuntimeError("httpx.AsyncHTTPTransport no longer has _pool; review make_client")
+    transport._pool = httpcore.AsyncConnectionPool(
+        ssl_context=ssl_context or httpx.create_ssl_context(),
+        max_connections=limits.max_connections,
+        max_keepalive_connections=limits.max_keepalive_connections,
+        keepalive_expiry=limits.keepalive_expiry,
+        http1=True,
+        http2=False,
+        retries=0,
+        network_backend=_CheckedBackend(allow_private=allow_private),
+    )
+    return httpx.AsyncClient(
+        transport=transport,
+        follow_redirects=False,
+        trust_env=False,
+        timeout=httpx.Timeout(timeout, connect=connect_timeout),
+        # Bodies are read raw and capped (`read_capped`): ask for them uncompressed.
+        headers={"Accept-Encoding": "identity"},
+    )
+
+
+async def read_capped(response: httpx.Response, limit: int = 4096) -> bytes:
+    """At most `limit` bytes of the body; the rest is never read.
+
+    For streamed responses: callers use `async with client.stream("POST", ...) as
+    response: body = await read_capped(response)`; leaving the block closes the
+    connection without reading on. Bytes are raw (not content-decoded), so a
+    compressed answer cannot inflate beyond the cap. A response already read is
+    simply truncated.
+    """
+    if limit <= 0:
+        return b""
+    try:
+        return response.content[:limit]
+    except httpx.ResponseNotRead:
+        pass
+    body = bytearray()
+    async for chunk in response.aiter_raw():
+        body += chunk[: limit - len(body)]
+        if len(body) >= limit:
+            break
+    return bytes(body)

@@ -1,0 +1,438 @@
+"""The SSRF-safe webhook client, against real HTTP(S) receivers on loopback."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from peopletasks.errors import ValidationFailed
+from peopletasks.webhooks.transport import (
+    TargetRefused,
+    check_target_resolves,
+    check_target_url,
+    is_public_address,
+    make_client,
+    read_capped,
+    refusal_of,
+    resolve_public,
+)
+
+# --- a real receiver --------------------------------------------------------------------------
+
+#: Answers one request: gets the handler (path, headers, body already read) and the receiver.
+Behaviour = Callable[["_Handler", "Receiver"], None]
+
+
+def answer_ok(handler: _Handler, receiver: Receiver) -> None:
+    handler.reply(200, b"ok")
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    receiver: Receiver
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        # Runs in the accept loop, once per TCP connection, before any byte is read.
+        with self.receiver.changed:
+            self.receiver.connections += 1
+            self.receiver.changed.notify_all()
+        return True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # the client hung up early (capped reads, timeouts): expected here
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def reply(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _handle(self) -> None:
+        length = int(self.headers.get("Content-Length", "0"))
+        self.rfile.read(length)
+        receiver = self.server.receiver
+        with receiver.changed:
+            receiver.paths.append(self.path)
+            receiver.changed.notify_all()
+        receiver.behaviour(self, receiver)
+
+    do_GET = do_POST = _handle
+
+
+class Receiver:
+    def __init__(self, behaviour: Behaviour) -> None:
+        self.behaviour = behaviour
+        self.changed = threading.Condition()
+        self.connections = 0
+        self.paths: list[str] = []
+        self.release = threading.Event()  # lets slow behaviours finish at teardown
+        self.port = 0
+        self.sni: list[str | None] = []
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+        with self.changed:
+            return self.changed.wait_for(predicate, timeout=timeout)
+
+
+@contextmanager
+def running_receiver(
+    behaviour: Behaviour = answer_ok, tls: ssl.SSLContext | None = None
+) -> Iterator[Receiver]:
+    receiver = Receiver(behaviour)
+    server = _Server(("127.0.0.1", 0), _Handler)
+    server.receiver = receiver
+    if tls is not None:
+
+        def remember_sni(sock: Any, name: str | None, ctx: Any) -> None:
+            receiver.sni.append(name)
+
+        tls.sni_callback = remember_sni
+        server.socket = tls.wrap_socket(
+            server.socket, server_side=True, do_handshake_on_connect=False
+        )
+    receiver.port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield receiver
+    finally:
+        receiver.release.set()
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+async def prove_nothing_arrived(receiver: Receiver) -> None:
+    """A barrier: one allowed request; the accept loop is serial, so any earlier
+    connection would have been counted before it."""
+    async with make_client(allow_private=True) as client:
+        response = await client.post(f"http://127.0.0.1:{receiver.port}/marker", content=b"m")
+    assert response.status_code == 200
+    assert receiver.paths == ["/marker"]
+    assert receiver.connections == 1
+
+
+# --- addresses --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("address", "public"),
+    [
+        ("10.0.0.1", False),
+        ("172.16.0.1", False),
+        ("192.168.1.1", False),
+        ("127.0.0.1", False),
+        ("169.254.169.254", False),
+        ("100.64.0.1", False),
+        ("0.0.0.0", False),  # noqa: S104 - an address under test, not a bind
+        ("224.0.0.1", False),
+        ("240.0.0.1", False),
+        ("192.0.2.1", False),
+        ("::1", False),
+        ("::", False),
+        ("fe80::1", False),
+        ("fc00::1", False),
+        ("fd12:3456::1", False),
+        ("fec0::1", False),
+        ("ff02::1", False),
+        ("2001:db8::1", False),
+        ("::ffff:127.0.0.1", False),
+        ("::ffff:10.0.0.1", False),
+        ("64:ff9b::7f00:1", False),
+        ("64:ff9b::a9fe:a9fe", False),
+        ("2002:7f00:1::1", False),
+        ("::127.0.0.1", False),
+        ("8.8.8.8", True),
+        ("1.1.1.1", True),
+        ("2606:4700:4700::1111", True),
+        ("::ffff:8.8.8.8", True),
+        ("64:ff9b::808:808", True),
+    ],
+)
+def test_is_public_address(address: str, public: bool) -> None:
+    assert is_public_address(ipaddress.ip_address(address)) is public
+
+
+# --- URLs -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "complaint"),
+    [
+        ("ftp://example.com/x", "http"),
+        ("file:///etc/passwd", "http"),
+        ("http:///path-only", "host"),
+        ("http://", "host"),
+        ("https://user:secret@example.com/", "user name or password"),
+        ("https://user@example.com/", "user name or password"),
+        ("https://@example.com/", "user name or password"),
+        ("http://example.com:99999/", "port"),
+        ("http://example.com:0/", "port"),
+        ("http://example.com:http/", "port"),
+        ("http://example.com:+80/", "port"),
+        ("http://exa mple.com/", "whitespace"),
+        ("http://example.com/a b", "whitespace"),
+        ("http://example.com/\n", "whitespace"),
+        ("http://example.com/\x00", "control"),
+        ("http://evil.example\\@good.example/", "backslash"),
+        ("http://example.com/" + "a" * 2000, "2000"),
+    ],
+)
+def test_check_target_url_refuses(url: str, complaint: str) -> None:
+    with pytest.raises(ValidationFailed) as caught:
+        check_target_url(url)
+    assert caught.value.details[0]["field"] == "url"
+    assert complaint in caught.value.details[0]["message"]
+
+
+def test_check_target_url_cleans() -> None:
+    assert check_target_url("HTTPS://Hooks.Example.COM:8443/in?x=1") == (
+        "https://hooks.example.com:8443/in?x=1"
+    )
+    assert check_target_url("http://[::1]:8080/x") == "http://[::1]:8080/x"
+
+
+async def test_check_target_resolves_refuses_private_literal() -> None:
+    with pytest.raises(ValidationFailed) as caught:
+        await check_target_resolves("http://10.1.2.3/x", allow_private=False)
+    assert caught.value.details[0]["field"] == "url"
+    assert "10.1.2.3" in caught.value.message
+    assert "private" in caught.value.message
+
+
+async def test_check_target_resolves_allow_private_does_not_resolve() -> None:
+    # The name cannot resolve (there is no DNS here, and .invalid never resolves):
+    # resolving would refuse it, so returning proves nothing was resolved.
+    with pytest.raises(ValidationFailed, match="cannot resolve"):
+        await check_target_resolves("http://does-not-exist.invalid/", allow_private=False)
+    await check_target_resolves("http://does-not-exist.invalid/", allow_private=True)
+
+
+async def test_resolve_public() -> None:
+    assert await resolve_public("127.0.0.1", 80, allow_private=True) == ["127.0.0.1"]
+    with pytest.raises(TargetRefused, match=r"localhost resolves to 127\.0\.0\.1, a loopback"):
+        await resolve_public("localhost", 80, allow_private=False)
+    with pytest.raises(TargetRefused, match="PEOPLETASKS_ALLOW_PRIVATE_WEBHOOKS=true"):
+        await resolve_public("::ffff:192.168.0.1", 80, allow_private=False)
+
+
+# --- the client -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+async def test_private_target_refused_before_any_byte(host: str) -> None:
+    with running_receiver() as receiver:
+        async with make_client(allow_private=False) as client:
+            with pytest.raises(httpx.ConnectError) as caught:
+                await client.post(f"http://{host}:{receiver.port}/hook", content=b"{}")
+        assert "refused" in str(caught.value)
+        assert "loopback" in str(caught.value)
+        refused = refusal_of(caught.value)
+        assert isinstance(refused, TargetRefused)
+        assert str(refused) == str(caught.value)
+        await prove_nothing_arrived(receiver)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+async def test_private_target_allowed(host: str) -> None:
+    with running_receiver() as receiver:
+        async with make_client(allow_private=True) as client:
+            response = await client.post(f"http://{host}:{receiver.port}/hook", content=b"{}")
+        assert response.status_code == 200
+        assert response.text == "ok"
+        assert receiver.paths == ["/hook"]
+
+
+async def test_refusal_of_tells_refused_from_down() -> None:
+    with running_receiver() as receiver:
+        port = receiver.port
+    # The receiver is gone: its port now refuses connections.
+    async with make_client(allow_private=True) as client:
+        with pytest.raises(httpx.ConnectError) as caught:
+            await client.post(f"http://127.0.0.1:{port}/gone")
+    assert refusal_of(caught.value) is None
+    assert "127.0.0.1" in str(caught.value)
+
+
+async def test_proxies_from_environment_are_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9/")  # the discard port: nothing answers
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    with running_receiver() as receiver:
+        async with make_client(allow_private=True) as client:
+            response = await client.post(f"http://127.0.0.1:{receiver.port}/direct")
+        assert response.status_code == 200
+        assert receiver.paths == ["/direct"]
+
+
+def redirect_to_target(handler: _Handler, receiver: Receiver) -> None:
+    if handler.path == "/start":
+        handler.reply(302, b"", {"Location": "/target"})
+    else:
+        handler.reply(200, b"followed")
+
+
+async def test_redirect_is_returned_not_followed() -> None:
+    with running_receiver(redirect_to_target) as receiver:
+        async with make_client(allow_private=True) as client:
+            response = await client.post(f"http://127.0.0.1:{receiver.port}/start", content=b"x")
+        assert response.status_code == 302
+        assert response.headers["location"] == "/target"
+        # Had it been followed, /target would have been requested before post() returned.
+        assert receiver.paths == ["/start"]
+
+
+ONE_MB = 1024 * 1024
+
+
+def big_body(handler: _Handler, receiver: Receiver) -> None:
+    handler.send_response(200)
+    handler.send_header("Content-Length", str(ONE_MB))
+    handler.end_headers()
+    chunk = b"x" * 65536
+    for _ in range(ONE_MB // len(chunk)):
+        handler.wfile.write(chunk)
+
+
+async def test_read_capped_stops_at_the_limit() -> None:
+    with running_receiver(big_body) as receiver:
+        async with make_client(allow_private=True) as client:
+            url = f"http://127.0.0.1:{receiver.port}/big"
+            async with client.stream("POST", url, content=b"{}") as response:
+                body = await read_capped(response, 4096)
+                assert response.num_bytes_downloaded < ONE_MB
+            assert len(body) == 4096
+            assert set(body) == {ord("x")}
+            # A response already read is truncated too.
+            full = await client.post(url, content=b"{}")
+            assert len(await read_capped(full, 10)) == 10
+
+
+def slow(handler: _Handler, receiver: Receiver) -> None:
+    receiver.release.wait(timeout=30)
+    handler.reply(200, b"late")
+
+
+async def test_slow_receiver_times_out() -> None:
+    with running_receiver(slow) as receiver:
+        async with make_client(allow_private=True, timeout=0.5, connect_timeout=0.5) as client:
+            started = time.monotonic()
+            with pytest.raises(httpx.TimeoutException):
+                await client.post(f"http://127.0.0.1:{receiver.port}/slow", content=b"{}")
+            elapsed = time.monotonic() - started
+        assert elapsed < 0.5 + 1.0
+        assert receiver.wait_for(lambda: receiver.paths == ["/slow"])
+
+
+# --- TLS: connected by address, verified by name -----------------------------------------------
+
+
+def _certificates(directory: Path) -> tuple[Path, Path, Path]:
+    """A CA, and a leaf for DNS:localhost only (no IP SAN) signed by it."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+
+    def name(common_name: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(name("peopletasks test CA"))
+        .issuer_name(name("peopletasks test CA"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    leaf_key = ec.generate_private_key(ec.SECP256R1())
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(name("localhost"))
+        .issuer_name(ca.subject)
+        .public_key(leaf_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    ca_path, cert_path, key_path = (directory / n for n in ("ca.pem", "leaf.pem", "leaf.key"))
+    ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    cert_path.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        leaf_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return ca_path, cert_path, key_path
+
+
+async def test_tls_verifies_and_sends_sni_of_the_host_name(tmp_path: Path) -> None:
+    pytest.importorskip("cryptography")
+    ca_path, cert_path, key_path = _certificates(tmp_path)
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert_path, key_path)
+    client_tls = ssl.create_default_context(cafile=str(ca_path))
+    with running_receiver(tls=server_tls) as receiver:
+        async with make_client(allow_private=True, ssl_context=client_tls) as client:
+            # The backend connects to 127.0.0.1; the certificate names only "localhost".
+            response = await client.post(f"https://localhost:{receiver.port}/tls", content=b"x")
+            assert response.status_code == 200
+            assert receiver.sni == ["localhost"]
+            # By address, the same certificate does not verify: the name is what is checked.
+            with pytest.raises(httpx.ConnectError, match="certificate"):
+                await client.post(f"https://127.0.0.1:{receiver.port}/tls", content=b"x")
+        assert receiver.paths == ["/tls"]
