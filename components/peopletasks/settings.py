@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     allow_private_webhooks: bool = False
     auth_cache_seconds: float = Field(10.0, ge=0)
     sqlite_read_connections: int = Field(4, ge=1, le=64)
+    link_max_age_seconds: float = Field(
+        7 * 86400.0, gt=0, description="Action links expire at the deadline or after this."
+    )
+    templates_dir: str = Field("", description="A folder whose templates override ours.")
     background_workers: bool = Field(
         True, description="Run the webhook dispatcher and the deadline scheduler in-process."
     )

@@ -48,18 +48,19 @@ class ServiceProcess:
     """`peopletasks serve` in a subprocess; `url` once `start()` returns."""
 
     def __init__(self, env: dict[str, str], *args: str, cwd: Path | None = None) -> None:
-        self.env = env
         self.args = args
         self.cwd = cwd
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        # Links in answers point at this process unless the caller says otherwise.
+        self.env = {"PEOPLETASKS_PUBLIC_URL": self.url, **env}
         self.process: subprocess.Popen[bytes] | None = None
         self.log = Path(os.environ.get("TMPDIR", "/tmp")) / f"peopletasks-{self.port}.log"
 
     def start(self, timeout: float = 60.0) -> ServiceProcess:
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
-                [str(BIN), "serve", "--port", str(self.port), "--no-access-log", *self.args],
+                [str(BIN), "serve", "--port", str(self.port), *self.args],
                 env=self.env,
                 cwd=self.cwd,
                 stdout=log,

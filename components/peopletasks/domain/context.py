@@ -64,6 +64,9 @@ class Domain:
     signer: Signer
     auth_cache_seconds: float = 10.0
     allow_private_webhooks: bool = False
+    #: Where people's browsers reach the service (for action links).
+    public_url: str = "http://127.0.0.1:8000"
+    link_max_age_seconds: float = 7 * 86400.0
     token_cache: TTLCache[str, object] = field(init=False)
     person_cache: TTLCache[str, object] = field(init=False)
     #: Set after a commit that wrote webhook deliveries: wakes the dispatcher.

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from peopletasks.domain.context import Domain
 from peopletasks.domain.events import record_status_event
 from peopletasks.domain.inputs import FINAL_STATUSES, Status, TaskCreate, TaskEdit
+from peopletasks.domain.links import links_for
 from peopletasks.domain.principals import Principal, PrincipalKind, issue_secrets
 from peopletasks.domain.selection import (
     parse_filters,
@@ -214,6 +215,7 @@ async def create_task(domain: Domain, principal: Principal, data: TaskCreate) ->
     view = task_view(row)
     view["approverSecret"] = approver_secret
     view["requesterSecret"] = requester_secret
+    view["links"] = links_for(domain, row)
     return view
 
 

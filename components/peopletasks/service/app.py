@@ -14,6 +14,7 @@ from peopletasks.domain import Domain
 from peopletasks.errors import PeopleTaskError
 from peopletasks.service.auth import DomainDep
 from peopletasks.service.errors import install_error_handlers
+from peopletasks.service.pages import router as pages_router
 from peopletasks.service.responses import FastJSONResponse, error_response, json
 from peopletasks.service.routes import router
 from peopletasks.service.schemas import Health, error_responses
@@ -42,6 +43,8 @@ def build_domain(settings: Settings) -> Domain:
         signer=Signer(settings.signing_keys()),
         auth_cache_seconds=settings.auth_cache_seconds,
         allow_private_webhooks=settings.allow_private_webhooks,
+        public_url=settings.public_url,
+        link_max_age_seconds=settings.link_max_age_seconds,
     )
 
 
@@ -83,6 +86,7 @@ def create_app(settings: Settings | None = None, *, domain: Domain | None = None
     app.state.target_check = target_check(allow_private=settings.allow_private_webhooks)
     install_error_handlers(app)
     app.include_router(router)
+    app.include_router(pages_router)
 
     @app.get(
         "/healthz",

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body, Path, Query, Request, Response
 
 from peopletasks.domain import Status
 from peopletasks.domain import deliveries as delivery_ops
+from peopletasks.domain import links as link_ops
 from peopletasks.domain import tasks as task_ops
 from peopletasks.domain import webhooks as webhook_ops
 from peopletasks.domain.inputs import Decide, TaskCreate, TaskEdit, WebhookCreate
@@ -21,6 +22,7 @@ from peopletasks.service.auth import (
 )
 from peopletasks.service.responses import json
 from peopletasks.service.schemas import (
+    ActionLinks,
     DeliveryPublic,
     HistoryEntry,
     TaskCount,
@@ -149,6 +151,22 @@ async def get_task_history(
     id: TaskId,
 ) -> Any:
     return json(await task_ops.task_history_of(domain, principal, id))
+
+
+@router.get(
+    "/tasks/{id}/links",
+    tags=["tasks"],
+    operation_id="getTaskLinks",
+    summary="Fresh signed approve / reject links (for the task's creator)",
+    response_model=ActionLinks,
+    responses=error_responses(401, 403, 404),
+)
+async def get_task_links(
+    domain: DomainDep,
+    principal: PrincipalDep,
+    id: TaskId,
+) -> Any:
+    return json(await link_ops.task_links(domain, principal, id))
 
 
 @router.post(

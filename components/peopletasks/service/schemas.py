@@ -29,11 +29,21 @@ class TaskPublic(BaseModel):
     comment: str | None
 
 
+class ActionLinks(BaseModel):
+    """Signed links for the approver: opening one shows a confirmation page (it
+    decides nothing); the page's form decides."""
+
+    approve: str
+    reject: str
+    expiresAt: str = Field(description="At the deadline, or after the configured maximum age.")
+
+
 class TaskCreated(TaskPublic):
     """The created task with its two secrets: the only time they are shown."""
 
     approverSecret: str = Field(description="Lets the approver read, approve and reject.")
     requesterSecret: str = Field(description="Lets the requester read.")
+    links: ActionLinks
 
 
 class TaskListItem(BaseModel):

@@ -76,6 +76,7 @@ class BackgroundWorkers:
             concurrency=settings.webhook_concurrency,
             lease_seconds=settings.webhook_timeout_seconds + 5.0,
             poll_seconds=settings.webhook_poll_seconds,
+            attempt_timeout=settings.webhook_timeout_seconds,
         )
         self.scheduler = DeadlineScheduler(domain)
 

@@ -74,6 +74,7 @@ class Dispatcher:
         concurrency: int = 64,
         lease_seconds: float = 30.0,
         poll_seconds: float = 1.0,
+        attempt_timeout: float = 10.0,
     ) -> None:
         self.domain = domain
         self.client = client
@@ -81,6 +82,7 @@ class Dispatcher:
         self.concurrency = concurrency
         self.lease_seconds = lease_seconds
         self.poll_seconds = poll_seconds
+        self.attempt_timeout = attempt_timeout
         self._inflight: set[asyncio.Task[None]] = set()
         self._results: asyncio.Queue[AttemptResult] = asyncio.Queue()
 
@@ -184,11 +186,16 @@ class Dispatcher:
             payload = delivery.body.encode()
         headers.update(signed_headers(secret, delivery.message_id, payload))
         try:
-            async with self.client.stream(
-                "POST", delivery.url, content=payload, headers=headers
-            ) as response:
+            # The client's timeouts bound each read; this bounds the whole attempt
+            # (a receiver trickling bytes cannot hold a slot for ever).
+            async with (
+                asyncio.timeout(self.attempt_timeout),
+                self.client.stream(
+                    "POST", delivery.url, content=payload, headers=headers
+                ) as response,
+            ):
                 raw = await read_capped(response, RESPONSE_BODY_CAP)
-        except httpx.TimeoutException as exc:
+        except (httpx.TimeoutException, TimeoutError) as exc:
             return _Outcome(error=f"timeout: {type(exc).__name__}")
         except httpx.HTTPError as exc:
             return _Outcome(error=f"{type(exc).__name__}: {exc}")

@@ -1,0 +1,113 @@
+"""Deciding from an e-mail: issue a task's action links, open one, decide through it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Row, select
+
+from peopletasks import links
+from peopletasks.domain.context import Domain
+from peopletasks.domain.inputs import Status
+from peopletasks.domain.principals import Principal, PrincipalKind
+from peopletasks.domain.views import task_view
+from peopletasks.errors import Forbidden, NotFound
+from peopletasks.store.tables import tasks
+from peopletasks.timeutil import format_datetime, utcnow
+
+
+class LinkProblem(Exception):
+    """Why a link cannot be used: `kind` is invalid | expired."""
+
+    def __init__(self, kind: str, message: str, task: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.task = task
+
+
+@dataclass(frozen=True)
+class OpenedLink:
+    token: str
+    action: str
+    expires_at: datetime
+    task: dict[str, Any]
+    org_id: int
+    #: the other action's token, so the page can offer both buttons
+    other_token: str
+
+
+def link_expiry(domain: Domain, decision_by: datetime | None, now: datetime) -> datetime:
+    latest = now + timedelta(seconds=domain.link_max_age_seconds)
+    return min(decision_by, latest) if decision_by is not None else latest
+
+
+def links_for(domain: Domain, row: Row[Any]) -> dict[str, Any]:
+    """Fresh approve / reject links for a task's approver."""
+    expires = link_expiry(domain, row.decision_by, utcnow())
+    out: dict[str, Any] = {}
+    for action in links.ACTIONS:
+        token = links.issue_token(
+            domain.signer,
+            task_id=row.id,
+            approver=row.approver,
+            action=action,
+            expires_at=expires,
+        )
+        out[action] = f"{domain.public_url}/people-task/act/{token}"
+    out["expiresAt"] = format_datetime(expires.replace(microsecond=0))
+    return out
+
+
+async def task_links(domain: Domain, principal: Principal, task_id: str) -> dict[str, Any]:
+    """The links of a task, for its creator (e.g. to send them by other means)."""
+    async with domain.db.read() as conn:
+        row = (
+            await conn.execute(
+                select(tasks).where(tasks.c.id == task_id, tasks.c.org_id == principal.org_id)
+            )
+        ).first()
+    if row is None or not principal.is_user:
+        raise NotFound(f"no task {task_id!r}")
+    if row.created_by != principal.email:
+        raise Forbidden("only the task's creator may fetch its action links")
+    return links_for(domain, row)
+
+
+async def open_link(domain: Domain, token: str) -> OpenedLink:
+    """Verify a link and load its task. Changes nothing (safe for scanners)."""
+    try:
+        claims = links.read_token(token)
+    except links.LinkInvalid as exc:
+        raise LinkProblem("invalid", str(exc)) from None
+    async with domain.db.read() as conn:
+        row = (await conn.execute(select(tasks).where(tasks.c.id == claims.task_id))).first()
+    if row is None:
+        raise LinkProblem("invalid", "this link does not belong to any task")
+    try:
+        links.verify(domain.signer, claims, row.approver)
+    except links.LinkInvalid as exc:
+        raise LinkProblem("invalid", str(exc)) from None
+    view = task_view(row)
+    if claims.expired(utcnow()) and row.status == Status.PENDING.value:
+        raise LinkProblem("expired", "this link has expired", view)
+    other = links.issue_token(
+        domain.signer,
+        task_id=row.id,
+        approver=row.approver,
+        action="reject" if claims.action == "approve" else "approve",
+        expires_at=claims.expires_at,
+    )
+    return OpenedLink(token, claims.action, claims.expires_at, view, row.org_id, other)
+
+
+async def decide_by_link(domain: Domain, opened: OpenedLink, comment: str | None) -> dict[str, Any]:
+    """The approver's decision through the link (the same rules as the API)."""
+    from peopletasks.domain.tasks import decide_task
+
+    approver = Principal(
+        org_id=opened.org_id, email=opened.task["approver"], kind=PrincipalKind.APPROVER_SECRET
+    )
+    decision = Status.APPROVED if opened.action == "approve" else Status.REJECTED
+    return await decide_task(domain, approver, opened.task["id"], decision, comment)
