@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     link_max_age_seconds: float = Field(
         7 * 86400.0, gt=0, description="Action links expire at the deadline or after this."
     )
+    wait_recheck_seconds: float = Field(
+        5.0, gt=0, description="A long poll re-reads the store this often (besides NOTIFY)."
+    )
     templates_dir: str = Field("", description="A folder whose templates override ours.")
     background_workers: bool = Field(
         True, description="Run the webhook dispatcher and the deadline scheduler in-process."

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Generic, TypeVar
 
+from peopletasks.domain.waiting import DecisionHub
 from peopletasks.signing import Signer
 from peopletasks.store import Database
 
@@ -67,14 +68,19 @@ class Domain:
     #: Where people's browsers reach the service (for action links).
     public_url: str = "http://127.0.0.1:8000"
     link_max_age_seconds: float = 7 * 86400.0
+    #: A long poll also re-reads the store this often (a net under NOTIFY).
+    wait_recheck_seconds: float = 5.0
     token_cache: TTLCache[str, object] = field(init=False)
     person_cache: TTLCache[str, object] = field(init=False)
     #: Set after a commit that wrote webhook deliveries: wakes the dispatcher.
     outbox_ready: asyncio.Event = field(init=False)
     deadlines: DeadlineAlarm = field(init=False)
+    #: Wakes those waiting for a task's decision (long polls).
+    decisions: DecisionHub = field(init=False)
 
     def __post_init__(self) -> None:
         self.token_cache = TTLCache(self.auth_cache_seconds)
         self.person_cache = TTLCache(self.auth_cache_seconds)
         self.outbox_ready = asyncio.Event()
         self.deadlines = DeadlineAlarm()
+        self.decisions = DecisionHub()

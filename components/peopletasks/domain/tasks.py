@@ -7,6 +7,7 @@ stands. Each change appends to the task's status history.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from collections.abc import Awaitable
@@ -28,6 +29,7 @@ from peopletasks.domain.selection import (
     title_pattern,
 )
 from peopletasks.domain.views import history_view, task_view
+from peopletasks.domain.waiting import announce, wait_event
 from peopletasks.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from peopletasks.store.tables import task_history, tasks
 from peopletasks.timeutil import utcnow
@@ -94,6 +96,24 @@ async def _load(conn: AsyncConnection, principal: Principal, task_id: str) -> Ro
 async def get_task(domain: Domain, principal: Principal, task_id: str) -> dict[str, Any]:
     async with domain.db.read() as conn:
         return task_view(await _load(conn, principal, task_id))
+
+
+async def wait_for_decision(
+    domain: Domain, principal: Principal, task_id: str, *, timeout: float
+) -> dict[str, Any]:
+    """The task once it is no longer pending, or as it stands after `timeout` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        event = domain.decisions.subscribe(task_id)
+        try:
+            task = await get_task(domain, principal, task_id)
+            remaining = deadline - loop.time()
+            if task["status"] != Status.PENDING.value or remaining <= 0:
+                return task
+            await wait_event(event, min(remaining, domain.wait_recheck_seconds))
+        finally:
+            domain.decisions.unsubscribe(task_id, event)
 
 
 async def task_history_of(
@@ -275,6 +295,7 @@ async def _decide(
                     comment,
                 )
                 await record_status_event(conn, updated)
+                await announce(conn, updated.id)
                 return cast(Row[Any], updated)
     # Why not? Read the task as it stands and say.
     row = await _load(conn, principal, task_id)
@@ -303,6 +324,7 @@ async def _expire(conn: AsyncConnection, row: Row[Any], now: datetime) -> Row[An
         return (await conn.execute(select(tasks).where(tasks.c.seq == row.seq))).one()
     await _record(conn, row.seq, Status.PENDING.value, Status.DUE.value, None, now)
     await record_status_event(conn, expired)
+    await announce(conn, expired.id)
     return cast(Row[Any], expired)
 
 
@@ -400,6 +422,7 @@ async def edit_task(
                 )
             finally:
                 domain.outbox_ready.set()
+                domain.decisions.notify(task_id)
             return task_view(updated)
         if not changes:
             return task_view(row)
@@ -442,8 +465,11 @@ async def expire_due_tasks(domain: Domain, *, limit: int = 500) -> int:
         for row in rows:
             await _record(conn, row.seq, Status.PENDING.value, Status.DUE.value, None, now)
             deliveries += await record_status_event(conn, row)
+            await announce(conn, row.id)
     if deliveries:
         domain.outbox_ready.set()
+    for row in rows:
+        domain.decisions.notify(row.id)
     return len(rows)
 
 

@@ -45,6 +45,7 @@ def build_domain(settings: Settings) -> Domain:
         allow_private_webhooks=settings.allow_private_webhooks,
         public_url=settings.public_url,
         link_max_age_seconds=settings.link_max_age_seconds,
+        wait_recheck_seconds=settings.wait_recheck_seconds,
     )
 
 
@@ -105,6 +106,8 @@ def create_app(settings: Settings | None = None, *, domain: Domain | None = None
             )
             unavailable.status = 503
             return error_response(unavailable)
-        return json({"status": "ok", "database": domain.db.dialect})
+        return json(
+            {"status": "ok", "database": domain.db.dialect, "waiting": domain.decisions.waiting}
+        )
 
     return app

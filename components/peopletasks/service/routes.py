@@ -138,6 +138,28 @@ async def get_task(domain: DomainDep, principal: PrincipalDep, id: TaskId) -> An
 
 
 @router.get(
+    "/tasks/{id}/wait",
+    tags=["tasks"],
+    operation_id="waitForDecision",
+    summary="Wait for a task's decision (long poll)",
+    response_model=TaskPublic,
+    responses=error_responses(401, 404, 422),
+    dependencies=[only_query_parameters("secret", "timeout")],
+)
+async def wait_for_task(
+    domain: DomainDep,
+    principal: PrincipalDep,
+    id: TaskId,
+    timeout: Annotated[
+        float, Query(ge=0, le=60, description="Seconds to wait at most (default 25).")
+    ] = 25.0,
+) -> Any:
+    """Answers as soon as the task is no longer pending (at once if it is decided already),
+    or with the pending task after `timeout`: call again to keep waiting."""
+    return json(await task_ops.wait_for_decision(domain, principal, id, timeout=timeout))
+
+
+@router.get(
     "/tasks/{id}/history",
     tags=["tasks"],
     operation_id="getTaskHistory",

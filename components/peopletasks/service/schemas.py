@@ -144,6 +144,7 @@ class ErrorBody(BaseModel):
 class Health(BaseModel):
     status: Literal["ok"]
     database: str
+    waiting: int = Field(description="Long polls parked in this process.")
 
 
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:

@@ -10,6 +10,7 @@ import logging
 from peopletasks.domain import Domain
 from peopletasks.domain.deliveries import release_claims
 from peopletasks.domain.tasks import expire_due_tasks, next_deadline
+from peopletasks.domain.waiting import CHANNEL
 from peopletasks.settings import Settings
 from peopletasks.timeutil import utcnow
 from peopletasks.webhooks.dispatcher import Dispatcher
@@ -53,6 +54,38 @@ class DeadlineScheduler:
                 await asyncio.wait_for(alarm.changed.wait(), delay)
 
 
+class DecisionListener:
+    """On PostgreSQL: LISTEN for decisions made on other replicas, wake local waiters."""
+
+    def __init__(self, domain: Domain) -> None:
+        self.domain = domain
+
+    async def run(self) -> None:
+        while True:
+            try:
+                async with self.domain.db.reader.connect() as conn:
+                    raw = await conn.get_raw_connection()
+                    listener = raw.driver_connection
+                    assert listener is not None
+
+                    def wake(_conn: object, _pid: int, _channel: str, task_id: str) -> None:
+                        self.domain.decisions.notify(task_id)
+
+                    closed = asyncio.Event()
+                    listener.add_termination_listener(lambda _conn, done=closed: done.set())
+                    await listener.add_listener(CHANNEL, wake)
+                    try:
+                        await closed.wait()
+                    finally:
+                        with contextlib.suppress(Exception):
+                            await listener.remove_listener(CHANNEL, wake)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("decision listener lost its connection; reconnecting")
+                await asyncio.sleep(1)
+
+
 class BackgroundWorkers:
     """Starts and stops the dispatcher and the scheduler with the service."""
 
@@ -90,6 +123,9 @@ class BackgroundWorkers:
             asyncio.create_task(self.dispatcher.run(), name="webhook-dispatcher"),
             asyncio.create_task(self.scheduler.run(), name="deadline-scheduler"),
         ]
+        if not self.domain.db.is_sqlite:
+            listener = DecisionListener(self.domain)
+            self._tasks.append(asyncio.create_task(listener.run(), name="decision-listener"))
 
     async def stop(self) -> None:
         for task in self._tasks:
