@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,7 +21,7 @@ SEED_TASK = {
 PUBLIC_FIELDS = {
     "id", "title", "description", "requester", "approver", "status", "decisionBy", "public",
     "allowLateDecision", "createdBy", "createdAt", "updatedAt", "decidedBy", "decidedAt",
-    "comment",
+    "comment", "requestKey",
 }  # fmt: skip
 
 
@@ -39,7 +40,7 @@ async def test_create_answers_like_the_seed(api: Api) -> None:
     assert len(task["approverSecret"]) == 64 and len(task["requesterSecret"]) == 64
     assert task["approverSecret"] != task["requesterSecret"]
     assert task["createdBy"] == "flows@example.com"
-    assert set(task) == PUBLIC_FIELDS | {"approverSecret", "requesterSecret"}
+    assert set(task) == PUBLIC_FIELDS | {"approverSecret", "requesterSecret", "links"}
 
 
 @pytest.mark.parametrize(
@@ -375,3 +376,53 @@ async def test_secret_reads_its_holders_task(api: Api, anonymous: Api) -> None:
         response = await anonymous.get(f"/tasks/{task['id']}", params={"secret": task[key]})
         assert response.status_code == 200
         assert response.json()["id"] == task["id"]
+
+
+async def test_a_request_key_makes_create_idempotent(api: Api, new_api: ApiFactory) -> None:
+    first = await api.post(
+        "/tasks",
+        json={
+            "title": "t",
+            "requester": "a@example.com",
+            "approver": "b@example.com",
+            "requestKey": "run-42:approval",
+        },
+    )
+    assert first.status_code == 201
+    again = await api.post(
+        "/tasks",
+        json={
+            "title": "t",
+            "requester": "a@example.com",
+            "approver": "b@example.com",
+            "requestKey": "run-42:approval",
+        },
+    )
+    assert again.status_code == 200
+    assert again.json()["id"] == first.json()["id"]
+    assert again.json()["approverSecret"] == first.json()["approverSecret"]
+    assert (await api.get("/tasks-count")).json()["count"] == 1
+    # Keys are per organization.
+    other = await new_api("flows@example.com", org="keys-" + first.json()["id"])
+    elsewhere = await other.post(
+        "/tasks",
+        json={
+            "title": "t",
+            "requester": "a@example.com",
+            "approver": "b@example.com",
+            "requestKey": "run-42:approval",
+        },
+    )
+    assert elsewhere.status_code == 201
+
+
+async def test_concurrent_creates_with_one_key_make_one_task(api: Api) -> None:
+    body = {
+        "title": "t",
+        "requester": "a@example.com",
+        "approver": "b@example.com",
+        "requestKey": "same",
+    }
+    answers = await asyncio.gather(*(api.post("/tasks", json=body) for _ in range(10)))
+    assert sorted(a.status_code for a in answers) == [200] * 9 + [201]
+    assert len({a.json()["id"] for a in answers}) == 1

@@ -102,6 +102,14 @@ class TaskCreate(_Input):
     allowLateDecision: bool = Field(
         False, description="May the approver still decide once the task is `due`?"
     )
+    requestKey: (
+        Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_no_control_chars)]
+        | None
+    ) = Field(
+        None,
+        description="Idempotency key: a create with a key already used in the organization "
+        "answers 200 with that task (and its secrets) instead of creating another.",
+    )
 
 
 class TaskEdit(_Input):

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import ColumnElement, Row, and_, func, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from peopletasks.domain.context import Domain
@@ -203,12 +204,18 @@ async def _record(
 
 
 async def create_task(domain: Domain, principal: Principal, data: TaskCreate) -> dict[str, Any]:
-    """Create a pending task; the answer carries `approverSecret` and `requesterSecret`."""
+    """Create a pending task; the answer carries `approverSecret`, `requesterSecret` and
+    `links`. With a `requestKey` already used, the existing task is answered instead
+    (`created` is False)."""
     _require_user(principal, "creating a task")
     if data.status is not Status.PENDING:
         raise ValidationFailed.field(
             "status", "a new task is pending; decide it with /approve or /reject"
         )
+    if data.requestKey is not None:
+        existing = await _by_request_key(domain, principal, data.requestKey)
+        if existing is not None:
+            return existing
     now = utcnow()
     values = {
         "id": new_public_id(),
@@ -224,19 +231,55 @@ async def create_task(domain: Domain, principal: Principal, data: TaskCreate) ->
         "created_by": principal.email,
         "created_at": now,
         "updated_at": now,
+        "request_key": data.requestKey,
     }
-    async with domain.db.write() as conn:
-        approver_secret, requester_secret = await issue_secrets(
-            domain, conn, principal.org_id, data.approver, data.requester
-        )
-        row = (await conn.execute(tasks.insert().values(**values).returning(tasks))).one()
-        await _record(conn, row.seq, None, Status.PENDING.value, principal.email, now)
+    try:
+        async with domain.db.write() as conn:
+            approver_secret, requester_secret = await issue_secrets(
+                domain, conn, principal.org_id, data.approver, data.requester
+            )
+            row = (await conn.execute(tasks.insert().values(**values).returning(tasks))).one()
+            await _record(conn, row.seq, None, Status.PENDING.value, principal.email, now)
+    except IntegrityError:
+        if data.requestKey is None:
+            raise
+        # Another create with the same key won the race: answer with its task.
+        existing = await _by_request_key(domain, principal, data.requestKey)
+        if existing is None:
+            raise
+        return existing
     domain.deadlines.note(data.decisionBy)
+    return _with_secrets(domain, row, approver_secret, requester_secret, created=True)
+
+
+def _with_secrets(
+    domain: Domain, row: Row[Any], approver_secret: str, requester_secret: str, *, created: bool
+) -> dict[str, Any]:
     view = task_view(row)
     view["approverSecret"] = approver_secret
     view["requesterSecret"] = requester_secret
     view["links"] = links_for(domain, row)
+    view["created"] = created
     return view
+
+
+async def _by_request_key(
+    domain: Domain, principal: Principal, request_key: str
+) -> dict[str, Any] | None:
+    async with domain.db.write() as conn:
+        row = (
+            await conn.execute(
+                select(tasks).where(
+                    tasks.c.org_id == principal.org_id, tasks.c.request_key == request_key
+                )
+            )
+        ).first()
+        if row is None:
+            return None
+        approver_secret, requester_secret = await issue_secrets(
+            domain, conn, row.org_id, row.approver, row.requester
+        )
+    return _with_secrets(domain, row, approver_secret, requester_secret, created=False)
 
 
 def _decidable(now: datetime, from_status: Status) -> ColumnElement[bool]:

@@ -26,6 +26,7 @@ TASK_PROPERTIES: dict[str, Column[Any]] = {
     "decidedBy": tasks.c.decided_by,
     "decidedAt": tasks.c.decided_at,
     "comment": tasks.c.comment,
+    "requestKey": tasks.c.request_key,
 }
 
 
@@ -48,6 +49,7 @@ def task_view(row: Row[Any], fields: tuple[str, ...] | None = None) -> dict[str,
         "decidedBy": m["decided_by"],
         "decidedAt": format_datetime(m["decided_at"]),
         "comment": m["comment"],
+        "requestKey": m["request_key"],
     }
     if fields is not None:
         return {key: view[key] for key in fields}

@@ -198,13 +198,18 @@ async def get_task_links(
     summary="Create a new task",
     status_code=201,
     response_model=TaskCreated,
-    responses=error_responses(400, 401, 403, 422),
+    responses={
+        200: {"model": TaskCreated, "description": "A task with this requestKey existed"},
+        **error_responses(400, 401, 403, 422),
+    },
 )
 async def create_task(domain: DomainDep, principal: PrincipalDep, body: TaskCreate) -> Any:
-    """Create a pending task. The answer holds `approverSecret` and `requesterSecret`,
-    shown this once."""
+    """Create a pending task (201). The answer holds `approverSecret`,
+    `requesterSecret` and the approver's signed `links`. With a `requestKey` used
+    before in the organization: 200 and that task, nothing created."""
     task = await task_ops.create_task(domain, principal, body)
-    return json(task, 201, {"Location": f"/people-task/tasks/{task['id']}"})
+    status = 201 if task.pop("created") else 200
+    return json(task, status, {"Location": f"/people-task/tasks/{task['id']}"})
 
 
 @router.put(

@@ -64,6 +64,7 @@ class TaskListItem(BaseModel):
     decidedBy: str | None = None
     decidedAt: str | None = None
     comment: str | None = None
+    requestKey: str | None = None
 
 
 class TaskCount(BaseModel):

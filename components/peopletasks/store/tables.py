@@ -115,7 +115,10 @@ tasks = Table(
     Column("decided_by", EMAIL),
     Column("decided_at", UTCDateTime),
     Column("comment", Text),
+    # The caller's idempotency key: creating twice with one key gives one task.
+    Column("request_key", String(200)),
     Index("ix_tasks_org_approver", "org_id", "approver", "seq"),
+    Index("uq_tasks_org_request_key", "org_id", "request_key", unique=True),
     Index("ix_tasks_org_requester", "org_id", "requester", "seq"),
     Index("ix_tasks_org_creator", "org_id", "created_by", "seq"),
     Index("ix_tasks_org_status_decision_by", "org_id", "status", "decision_by"),
