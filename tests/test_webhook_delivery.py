@@ -308,6 +308,6 @@ async def test_private_targets_are_refused_at_delivery_too(
         assert receiver.received == []
     finally:
         running.cancel()
-        await asyncio.gather(running, return_exceptions=True)
+        await asyncio.wait_for(asyncio.gather(running, return_exceptions=True), 30)
         await client.aclose()
         await own.db.dispose()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -91,6 +92,22 @@ def _safe_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 
     return make_url(url).render_as_string(hide_password=True)
+
+
+@main.command()
+@click.option("--smtp-port", default=1025, show_default=True, type=int)
+@click.option("--web-port", default=8025, show_default=True, type=int)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--folder", default=None, help="Also keep each message as a .eml file here.")
+def inbox(smtp_port: int, web_port: int, host: str, folder: str | None) -> None:
+    """A local mail inbox for development: an SMTP server and a page to read the mail.
+
+    Point the mailer at it with PEOPLETASKS_SMTP_HOST=127.0.0.1 PEOPLETASKS_SMTP_PORT=1025.
+    """
+    from peopletasks.mail.inbox import serve_inbox
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve_inbox(smtp_port, web_port, folder, host=host))
 
 
 @main.command("migrate")

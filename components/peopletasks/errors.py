@@ -8,6 +8,9 @@ PeopleTaskError            (status, code, message, details)
  ├── NotFound              404 not_found         no such task / webhook (in this organization)
  ├── Conflict              409 conflict          the state forbids it (carries the current task)
  └── ValidationFailed      422 validation_error  a field's value is wrong (details name it)
+
+BackendError               a task system (ours, Peoplelogic, Plannr) refused a call or failed
+ApprovalDue                a request's deadline passed without a decision (when asked to raise)
 ```
 
 HTTP renders each as `{"error": {"code", "message", "details": [...]}}`; a
@@ -79,3 +82,23 @@ class ValidationFailed(PeopleTaskError):
     def field(cls, field: str, message: str) -> ValidationFailed:
         """One bad field: the message names it, and so does `details`."""
         return cls(f"{field}: {message}", details=[{"field": field, "message": message}])
+
+
+class BackendError(Exception):
+    """A call to a task system failed: which call, the HTTP status, and what it said."""
+
+    def __init__(self, call: str, message: str, *, status_code: int | None = None) -> None:
+        detail = f" (HTTP {status_code})" if status_code is not None else ""
+        super().__init__(f"{call} failed{detail}: {message}")
+        self.call = call
+        self.status_code = status_code
+        self.detail = message
+
+
+class ApprovalDue(Exception):
+    """The deadline passed before anyone decided (raised when `on_due="raise"`)."""
+
+    def __init__(self, task_id: str, decision_by: str | None) -> None:
+        super().__init__(f"task {task_id} was not decided by its deadline ({decision_by})")
+        self.task_id = task_id
+        self.decision_by = decision_by

@@ -13,11 +13,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from peopletasks.domain.context import Domain
 from peopletasks.domain.principals import Principal
 from peopletasks.errors import Conflict, Forbidden, NotFound
+from peopletasks.store.database import Conn
 from peopletasks.store.tables import (
     webhook_attempts,
     webhook_deliveries,
@@ -216,7 +216,7 @@ async def record_attempts(domain: Domain, results: list[AttemptResult]) -> None:
                 await _disable_webhook_of(conn, r.delivery_id, r.attempted_at)
 
 
-async def _disable_webhook_of(conn: AsyncConnection, delivery_id: int, now: datetime) -> None:
+async def _disable_webhook_of(conn: Conn, delivery_id: int, now: datetime) -> None:
     webhook_id = await conn.scalar(
         select(webhook_deliveries.c.webhook_id).where(webhook_deliveries.c.id == delivery_id)
     )
@@ -252,7 +252,7 @@ async def release_claims(domain: Domain) -> int:
 # -- API ----------------------------------------------------------------------
 
 
-async def _webhook_seq(conn: AsyncConnection, principal: Principal, webhook_id: str) -> int:
+async def _webhook_seq(conn: Conn, principal: Principal, webhook_id: str) -> int:
     if not principal.is_user:
         raise Forbidden("webhook deliveries need an API token")
     seq = await conn.scalar(
@@ -299,7 +299,7 @@ def _delivery_view(row: Any, attempts: list[Any]) -> dict[str, Any]:
     }
 
 
-async def _attempts_of(conn: AsyncConnection, delivery_ids: list[int]) -> dict[int, list[Any]]:
+async def _attempts_of(conn: Conn, delivery_ids: list[int]) -> dict[int, list[Any]]:
     by_delivery: dict[int, list[Any]] = {i: [] for i in delivery_ids}
     if delivery_ids:
         rows = await conn.execute(

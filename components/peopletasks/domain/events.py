@@ -13,9 +13,9 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Row, insert, select
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from peopletasks.domain.views import task_view
+from peopletasks.store.database import Conn
 from peopletasks.store.tables import webhook_deliveries, webhook_events, webhooks
 from peopletasks.timeutil import utcnow
 
@@ -29,7 +29,7 @@ def event_body(task: dict[str, Any], type_: str) -> str:
     return orjson.dumps({"type": type_, **task}).decode()
 
 
-async def record_status_event(conn: AsyncConnection, task_row: Row[Any]) -> int:
+async def record_status_event(conn: Conn, task_row: Row[Any]) -> int:
     """Write the event of `task_row`'s new status and a delivery per active webhook.
 
     Returns how many deliveries were written (0 when the task has no webhooks).

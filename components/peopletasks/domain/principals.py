@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from peopletasks.domain.context import Domain
 from peopletasks.domain.inputs import normalize_email
 from peopletasks.errors import NotFound, Unauthorized, ValidationFailed
 from peopletasks.signing import sha256_hex
+from peopletasks.store.database import Conn
 from peopletasks.store.tables import api_tokens, organizations, people, users
 from peopletasks.timeutil import utcnow
 
@@ -67,7 +67,7 @@ class _Person:
 # -- API tokens ---------------------------------------------------------------
 
 
-async def ensure_organization(conn: AsyncConnection, name: str) -> int:
+async def ensure_organization(conn: Conn, name: str) -> int:
     org_id = await conn.scalar(select(organizations.c.id).where(organizations.c.name == name))
     if org_id is None:
         org_id = (
@@ -152,7 +152,7 @@ def _secret_for(domain: Domain, person: _Person) -> str:
 
 
 async def ensure_people(
-    conn: AsyncConnection, org_id: int, wanted: list[tuple[str, Role]]
+    conn: Conn, org_id: int, wanted: list[tuple[str, Role]]
 ) -> dict[tuple[str, str], _Person]:
     """The secret holders for (email, role) pairs, created when new."""
     pairs = set(wanted)
@@ -177,7 +177,7 @@ async def ensure_people(
     return found
 
 
-def _insert_ignore(conn: AsyncConnection):  # type: ignore[no-untyped-def]
+def _insert_ignore(conn: Conn):  # type: ignore[no-untyped-def]
     if conn.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
@@ -188,7 +188,7 @@ def _insert_ignore(conn: AsyncConnection):  # type: ignore[no-untyped-def]
 
 
 async def _load_people(
-    conn: AsyncConnection, org_id: int, pairs: set[tuple[str, Role]]
+    conn: Conn, org_id: int, pairs: set[tuple[str, Role]]
 ) -> dict[tuple[str, str], _Person]:
     emails = {email for email, _ in pairs}
     rows = await conn.execute(
@@ -203,7 +203,7 @@ async def _load_people(
 
 
 async def issue_secrets(
-    domain: Domain, conn: AsyncConnection, org_id: int, approver: str, requester: str
+    domain: Domain, conn: Conn, org_id: int, approver: str, requester: str
 ) -> tuple[str, str]:
     """The current approver and requester secrets of a task's two people."""
     found = await ensure_people(

@@ -14,9 +14,8 @@ from collections.abc import Awaitable
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Row, and_, func, or_, select
+from sqlalchemy import ColumnElement, Row, and_, func, or_, select, union
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from peopletasks.domain.context import Domain
 from peopletasks.domain.events import record_status_event
@@ -32,6 +31,7 @@ from peopletasks.domain.selection import (
 from peopletasks.domain.views import history_view, task_view
 from peopletasks.domain.waiting import announce, wait_event
 from peopletasks.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from peopletasks.store.database import Conn
 from peopletasks.store.tables import task_history, tasks
 from peopletasks.timeutil import utcnow
 
@@ -85,13 +85,13 @@ def _listed(principal: Principal, role: str | None) -> ColumnElement[bool]:
     )
 
 
-async def _load(conn: AsyncConnection, principal: Principal, task_id: str) -> Row[Any]:
+async def _load(conn: Conn, principal: Principal, task_id: str) -> Row[Any]:
     row = (
         await conn.execute(select(tasks).where(tasks.c.id == task_id, _visible(principal)))
     ).first()
     if row is None:
         raise NotFound(f"no task {task_id!r}")
-    return row
+    return cast(Row[Any], row)
 
 
 async def get_task(domain: Domain, principal: Principal, task_id: str) -> dict[str, Any]:
@@ -130,14 +130,18 @@ async def task_history_of(
         return [history_view(r) for r in rows]
 
 
-def _selection(
-    principal: Principal, role: str | None, filters: list[str], pattern: str | None
-) -> list[ColumnElement[bool]]:
-    where = [_listed(principal, role), *parse_filters(filters)]
+def _selection_rest(filters: list[str], pattern: str | None) -> list[ColumnElement[bool]]:
+    where = parse_filters(filters)
     by_title = title_pattern(pattern)
     if by_title is not None:
         where.append(by_title)
     return where
+
+
+def _selection(
+    principal: Principal, role: str | None, filters: list[str], pattern: str | None
+) -> list[ColumnElement[bool]]:
+    return [_listed(principal, role), *_selection_rest(filters, pattern)]
 
 
 async def list_tasks(
@@ -152,10 +156,25 @@ async def list_tasks(
     limit: int = 100,
     offset: int = 0,
 ) -> list[dict[str, Any]]:
-    where = _selection(principal, role, filters or [], pattern)
     order = parse_sort(sort)
     fields = parse_projection(projection)
-    query = select(tasks).where(*where).order_by(*order).limit(limit).offset(offset)
+    if principal.is_user and role is None:
+        # "My tasks" is three lists (approver, requester, creator): take the first
+        # offset+limit of each by index, then merge (an OR would scan the organization).
+        rest = _selection_rest(filters or [], pattern)
+        branches = [
+            select(tasks.c.seq)
+            .where(tasks.c.org_id == principal.org_id, column == principal.email, *rest)
+            .order_by(*order)
+            .limit(offset + limit)
+            .subquery()
+            for column in (tasks.c.approver, tasks.c.requester, tasks.c.created_by)
+        ]
+        merged = union(*(select(branch.c.seq) for branch in branches)).subquery()
+        query = select(tasks).where(tasks.c.seq.in_(select(merged.c.seq)))
+    else:
+        query = select(tasks).where(*_selection(principal, role, filters or [], pattern))
+    query = query.order_by(*order).limit(limit).offset(offset)
     async with domain.db.read() as conn:
         rows = (await conn.execute(query)).all()
     return [task_view(row, fields) for row in rows]
@@ -183,7 +202,7 @@ def _require_user(principal: Principal, action: str) -> None:
 
 
 async def _record(
-    conn: AsyncConnection,
+    conn: Conn,
     seq: int,
     from_status: str | None,
     to_status: str,
@@ -297,7 +316,7 @@ def _decidable(now: datetime, from_status: Status) -> ColumnElement[bool]:
 
 
 async def _decide(
-    conn: AsyncConnection,
+    conn: Conn,
     principal: Principal,
     task_id: str,
     decision: Status,
@@ -354,7 +373,7 @@ async def _decide(
     raise Conflict(f"the task is already {row.status}", task=task_view(row), code="already_decided")
 
 
-async def _expire(conn: AsyncConnection, row: Row[Any], now: datetime) -> Row[Any]:
+async def _expire(conn: Conn, row: Row[Any], now: datetime) -> Row[Any]:
     expired = (
         await conn.execute(
             tasks.update()
@@ -364,7 +383,9 @@ async def _expire(conn: AsyncConnection, row: Row[Any], now: datetime) -> Row[An
         )
     ).first()
     if expired is None:
-        return (await conn.execute(select(tasks).where(tasks.c.seq == row.seq))).one()
+        return cast(
+            Row[Any], (await conn.execute(select(tasks).where(tasks.c.seq == row.seq))).one()
+        )
     await _record(conn, row.seq, Status.PENDING.value, Status.DUE.value, None, now)
     await record_status_event(conn, expired)
     await announce(conn, expired.id)
@@ -389,7 +410,7 @@ async def decide_task(
     return task_view(row)
 
 
-async def _keeping_expiry(conn: AsyncConnection, deciding: Awaitable[Row[Any]]) -> Row[Any]:
+async def _keeping_expiry(conn: Conn, deciding: Awaitable[Row[Any]]) -> Row[Any]:
     """Await a decision; when it finds the deadline passed, commit the expiry, then raise."""
     try:
         return await deciding

@@ -13,7 +13,8 @@ import contextlib
 from collections import defaultdict
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
+
+from peopletasks.store.database import Conn
 
 CHANNEL = "peopletasks_decided"
 
@@ -51,7 +52,7 @@ async def wait_event(event: asyncio.Event, timeout: float) -> bool:
     return event.is_set()
 
 
-async def announce(conn: AsyncConnection, task_id: str) -> None:
+async def announce(conn: Conn, task_id: str) -> None:
     """Tell other replicas (PostgreSQL NOTIFY, delivered when the transaction commits)."""
     if conn.dialect.name == "postgresql":
         await conn.execute(

@@ -12,7 +12,7 @@ from peopletasks.domain.principals import Principal, authenticate_secret, authen
 from peopletasks.errors import Unauthorized, ValidationFailed
 
 
-def get_domain(request: Request) -> Domain:
+async def get_domain(request: Request) -> Domain:
     domain: Domain = request.app.state.domain
     return domain
 
@@ -57,7 +57,7 @@ def only_query_parameters(*allowed: str):  # type: ignore[no-untyped-def]
     """A dependency that refuses unknown query parameters (a typo should not be ignored)."""
     names = set(allowed)
 
-    def check(request: Request) -> None:
+    async def check(request: Request) -> None:
         unknown = sorted(set(request.query_params) - names)
         if unknown:
             raise ValidationFailed(

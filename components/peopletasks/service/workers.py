@@ -63,7 +63,8 @@ class DecisionListener:
     async def run(self) -> None:
         while True:
             try:
-                async with self.domain.db.reader.connect() as conn:
+                assert self.domain.db.engine is not None
+                async with self.domain.db.engine.connect() as conn:
                     raw = await conn.get_raw_connection()
                     listener = raw.driver_connection
                     assert listener is not None

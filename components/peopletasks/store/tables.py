@@ -117,10 +117,11 @@ tasks = Table(
     Column("comment", Text),
     # The caller's idempotency key: creating twice with one key gives one task.
     Column("request_key", String(200)),
-    Index("ix_tasks_org_approver", "org_id", "approver", "seq"),
     Index("uq_tasks_org_request_key", "org_id", "request_key", unique=True),
-    Index("ix_tasks_org_requester", "org_id", "requester", "seq"),
-    Index("ix_tasks_org_creator", "org_id", "created_by", "seq"),
+    # A person's list in one role, by status and deadline (the inbox query).
+    Index("ix_tasks_org_approver_status", "org_id", "approver", "status", "decision_by"),
+    Index("ix_tasks_org_requester_status", "org_id", "requester", "status", "decision_by"),
+    Index("ix_tasks_org_creator_status", "org_id", "created_by", "status", "decision_by"),
     Index("ix_tasks_org_status_decision_by", "org_id", "status", "decision_by"),
     Index("ix_tasks_pending_deadline", "status", "decision_by"),
 )

@@ -1,0 +1,203 @@
+"""request_approval end to end: a real Prefect server, the real service, real decisions."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prefect import flow, get_client
+from prefect.runtime import flow_run
+
+from peopletasks import (
+    ApprovalDue,
+    Decision,
+    PeopleTaskService,
+    arequest_approval,
+    request_approval,
+)
+from tests.conftest import TEST_KEY
+from tests.support.server import ServiceProcess, cli, service_env
+
+
+class Live:
+    def __init__(self, service: ServiceProcess, token: str) -> None:
+        self.service = service
+        self.token = token
+        self.block = PeopleTaskService(url=service.url, token=token)
+
+    def tasks(self, **params: Any) -> list[dict[str, Any]]:
+        response = httpx.get(
+            f"{self.service.url}/people-task/tasks",
+            headers={"Authorization": f"Bearer {self.token}"},
+            params=params,
+        )
+        return list(response.json())
+
+    def wait_for_task(self, title: str, timeout: float = 60) -> dict[str, Any]:
+        deadline = datetime.now(UTC) + timedelta(seconds=timeout)
+        while datetime.now(UTC) < deadline:
+            found = [t for t in self.tasks(pattern=title) if t["title"] == title]
+            if found:
+                return found[0]
+            threading.Event().wait(0.05)
+        raise AssertionError(f"no task {title!r} within {timeout}s")
+
+    def decide(self, task_id: str, action: str, comment: str | None = None) -> None:
+        lead_token = cli(
+            "token", "create", "--email", "lead@example.com", env=self.service.env
+        ).splitlines()[-1]
+        response = httpx.put(
+            f"{self.service.url}/people-task/tasks/{task_id}/{action}",
+            headers={"Authorization": f"Bearer {lead_token}"},
+            json={"comment": comment} if comment else {},
+        )
+        assert response.status_code == 200, response.text
+
+
+@pytest.fixture(scope="module")
+def live(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    directory: Path = tmp_path_factory.mktemp("prefect-approval")
+    env = service_env(f"sqlite+aiosqlite:///{directory / 'p.db'}", TEST_KEY)
+    token = cli("token", "create", "--email", "flows@example.com", env=env).splitlines()[-1]
+    with ServiceProcess(env) as service:
+        yield Live(service, token)
+
+
+def in_thread(run: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["result"] = run()
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    return thread, outcome
+
+
+RUN_IDS: dict[str, Any] = {}
+
+
+def flow_run_state(title: str) -> str:
+    async def read() -> str:
+        async with get_client() as client:
+            run = await client.read_flow_run(RUN_IDS[title])
+            return str(run.state.type.value) if run.state else ""
+
+    return asyncio.run(read()) if title in RUN_IDS else ""
+
+
+def test_pause_approve_shows_paused_then_continues(live: Live) -> None:
+    @flow
+    async def ask(title: str) -> Decision:
+        RUN_IDS[title] = flow_run.id
+        return await arequest_approval(
+            title, "lead@example.com", "ann@example.com", service=live.block
+        )
+
+    thread, outcome = in_thread(lambda: asyncio.run(ask("pause approve")))
+    task = live.wait_for_task("pause approve")
+    deadline = datetime.now(UTC) + timedelta(seconds=30)
+    while flow_run_state("pause approve") != "PAUSED" and datetime.now(UTC) < deadline:
+        threading.Event().wait(0.05)
+    assert flow_run_state("pause approve") == "PAUSED"
+    live.decide(task["id"], "approve", "ship it")
+    thread.join(60)
+    decision = outcome["result"]
+    assert isinstance(decision, Decision)
+    assert (decision.status, decision.approved, decision.comment) == ("approved", True, "ship it")
+    assert decision.decided_by == "lead@example.com"
+    assert decision.task_id == task["id"]
+    assert "approverSecret" not in decision.task
+    assert flow_run_state("pause approve") == "COMPLETED"
+
+
+def test_sync_flow_reject(live: Live) -> None:
+    @flow
+    def ask(title: str) -> Decision:
+        return request_approval(title, "lead@example.com", "ann@example.com", service=live.block)
+
+    thread, outcome = in_thread(lambda: ask("sync reject"))
+    task = live.wait_for_task("sync reject")
+    live.decide(task["id"], "reject")
+    thread.join(60)
+    assert outcome["result"].status == "rejected"
+    assert outcome["result"].approved is False
+
+
+@pytest.mark.parametrize("wait", ["pause", "poll"])
+def test_deadline_choices(live: Live, wait: str) -> None:
+    soon = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()
+
+    @flow
+    async def ask(title: str, on_due: str) -> Decision:
+        return await arequest_approval(
+            title,
+            "lead@example.com",
+            "ann@example.com",
+            decision_by=soon,
+            wait=wait,  # type: ignore[arg-type]
+            on_due=on_due,  # type: ignore[arg-type]
+            poll_interval=0.2,
+            service=live.block,
+        )
+
+    assert asyncio.run(ask(f"due return {wait}", "return")).status == "due"
+    rejected = asyncio.run(ask(f"due reject {wait}", "reject"))
+    assert (rejected.status, rejected.approved) == ("rejected", False)
+    with pytest.raises(ApprovalDue):
+        asyncio.run(ask(f"due raise {wait}", "raise"))
+
+
+def test_poll_mode_approve(live: Live) -> None:
+    @flow
+    async def ask(title: str) -> Decision:
+        return await arequest_approval(
+            title,
+            "lead@example.com",
+            "ann@example.com",
+            wait="poll",
+            poll_interval=0.2,
+            service=live.block,
+        )
+
+    thread, outcome = in_thread(lambda: asyncio.run(ask("poll approve")))
+    task = live.wait_for_task("poll approve")
+    live.decide(task["id"], "approve")
+    thread.join(60)
+    assert outcome["result"].approved is True
+
+
+def test_flow_run_retried_after_the_task_was_created_makes_one_task(live: Live) -> None:
+    attempts: list[int] = []
+
+    @flow(retries=1, retry_delay_seconds=0)
+    async def ask(title: str) -> Decision:
+        decision = await arequest_approval(
+            title,
+            "lead@example.com",
+            "ann@example.com",
+            wait="poll",
+            poll_interval=0.2,
+            service=live.block,
+        )
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise RuntimeError("a crash after the task was created and decided")
+        return decision
+
+    thread, outcome = in_thread(lambda: asyncio.run(ask("retried run")))
+    task = live.wait_for_task("retried run")
+    live.decide(task["id"], "approve")
+    thread.join(60)
+    assert outcome["result"].approved is True
+    assert len(attempts) == 2
+    assert len([t for t in live.tasks(pattern="retried run")]) == 1
