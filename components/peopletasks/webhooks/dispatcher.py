@@ -40,6 +40,7 @@ log = logging.getLogger("peopletasks.webhooks")
 USER_AGENT = f"peopletasks-webhooks/{__version__}"
 RESPONSE_BODY_CAP = 4096
 CLAIM_BATCH = 200
+SHUTDOWN_SECONDS = 5.0
 
 
 @dataclass
@@ -100,13 +101,17 @@ class Dispatcher:
                     log.exception("dispatcher step failed; retrying shortly")
                     await asyncio.sleep(self.poll_seconds)
         finally:
+            # Shut down within a bounded time: unfinished attempts keep their lease
+            # and are made again by the next dispatcher.
             for task in list(self._inflight):
                 task.cancel()
-            await asyncio.gather(*self._inflight, return_exceptions=True)
+            if self._inflight:
+                await asyncio.wait(self._inflight, timeout=SHUTDOWN_SECONDS)
             flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await flusher
-            await self._drain_results()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._drain_results(), SHUTDOWN_SECONDS)
 
     async def _step(self) -> None:
         self.domain.outbox_ready.clear()
