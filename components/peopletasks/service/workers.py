@@ -19,6 +19,8 @@ from peopletasks.webhooks.transport import make_client
 
 log = logging.getLogger("peopletasks.workers")
 EXPIRE_BATCH = 500
+#: Connections per HTTP pool of the dispatcher (see Dispatcher).
+POOL_SIZE = 8
 
 
 class DeadlineScheduler:
@@ -94,14 +96,18 @@ class BackgroundWorkers:
         self.domain = domain
         self.settings = settings
         self._tasks: list[asyncio.Task[None]] = []
-        self.client = make_client(
-            allow_private=settings.allow_private_webhooks,
-            timeout=settings.webhook_timeout_seconds,
-            max_connections=settings.webhook_concurrency,
-        )
+        pools = max(1, settings.webhook_concurrency // POOL_SIZE)
+        self.clients = [
+            make_client(
+                allow_private=settings.allow_private_webhooks,
+                timeout=settings.webhook_timeout_seconds,
+                max_connections=-(-settings.webhook_concurrency // pools),
+            )
+            for _ in range(pools)
+        ]
         self.dispatcher = Dispatcher(
             domain,
-            self.client,
+            self.clients,
             strategy=RetryStrategy(
                 base=settings.webhook_retry_base_seconds,
                 max_delay=settings.webhook_retry_max_delay_seconds,
@@ -133,4 +139,5 @@ class BackgroundWorkers:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
-        await self.client.aclose()
+        for client in self.clients:
+            await client.aclose()

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,7 +70,7 @@ class Dispatcher:
     def __init__(
         self,
         domain: Domain,
-        client: httpx.AsyncClient,
+        client: httpx.AsyncClient | Sequence[httpx.AsyncClient],
         *,
         strategy: RetryStrategy | None = None,
         concurrency: int = 64,
@@ -78,7 +79,10 @@ class Dispatcher:
         attempt_timeout: float = 10.0,
     ) -> None:
         self.domain = domain
-        self.client = client
+        # Several small connection pools: httpcore checks every pooled connection on
+        # each request, so one large pool costs more CPU per delivery than several
+        # small ones. A webhook always uses the same pool (its connections are reused).
+        self.clients = [client] if isinstance(client, httpx.AsyncClient) else list(client)
         self.strategy = strategy or RetryStrategy()
         self.concurrency = concurrency
         self.lease_seconds = lease_seconds
@@ -195,7 +199,7 @@ class Dispatcher:
             # (a receiver trickling bytes cannot hold a slot for ever).
             async with (
                 asyncio.timeout(self.attempt_timeout),
-                self.client.stream(
+                self.clients[delivery.webhook_id % len(self.clients)].stream(
                     "POST", delivery.url, content=payload, headers=headers
                 ) as response,
             ):
