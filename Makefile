@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup serve test lint typecheck pytest bench clean
+.PHONY: setup demo serve test lint typecheck pytest bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,7 +14,11 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-## The main job (until `peopletasks demo` lands): the People Task service on :8000.
+## The main job: service + local inbox + a Prefect flow asking for your approval.
+demo: $(STAMP)
+	$(BIN)/peopletasks demo
+
+## The People Task service on :8000.
 serve: $(STAMP)
 	$(BIN)/peopletasks serve
 

@@ -110,6 +110,17 @@ def inbox(smtp_port: int, web_port: int, host: str, folder: str | None) -> None:
         asyncio.run(serve_inbox(smtp_port, web_port, folder, host=host))
 
 
+@main.command()
+@click.option("--auto-approve", is_flag=True, help="Play the approver through the mail's link.")
+@click.option("--keep", is_flag=True, help="Keep the demo's temporary folder.")
+def demo(auto_approve: bool, keep: bool) -> None:
+    """The whole loop on this machine: service, local inbox, and a Prefect flow that asks
+    for an approval by e-mail and waits for your click."""
+    from peopletasks.demo import run_demo
+
+    raise SystemExit(run_demo(auto_approve=auto_approve, keep=keep))
+
+
 @main.command("migrate")
 def migrate_command() -> None:
     """Bring the store to the newest schema."""
