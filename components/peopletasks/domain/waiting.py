@@ -47,8 +47,11 @@ class DecisionHub:
 
 
 async def wait_event(event: asyncio.Event, timeout: float) -> bool:
+    """Until `event` is set or `timeout` passes. (`asyncio.timeout`, not `wait_for`: in
+    Python 3.11 `wait_for` can swallow a cancellation that races its completion.)"""
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(event.wait(), timeout)
+        async with asyncio.timeout(timeout):
+            await event.wait()
     return event.is_set()
 
 

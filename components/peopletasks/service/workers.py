@@ -53,7 +53,8 @@ class DeadlineScheduler:
                 log.exception("deadline scheduler step failed; retrying shortly")
                 delay = 1.0
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(alarm.changed.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await alarm.changed.wait()
 
 
 class DecisionListener:

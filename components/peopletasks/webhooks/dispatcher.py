@@ -141,7 +141,8 @@ class Dispatcher:
             timeout = min(timeout, max(0.0, (due - utcnow()).total_seconds()))
         if timeout > 0:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.domain.outbox_ready.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self.domain.outbox_ready.wait()
 
     # -- one attempt ------------------------------------------------------------
 
