@@ -1,0 +1,352 @@
+"""How fast a paused approval resumes, against bare Prefect pause / resume; 1,000 waits.
+
+    .venv/bin/python bench/resume.py [--samples 20] [--baseline-samples 5] [--waiters 1000]
+
+One run starts `peopletasks serve` (SQLite in a temp directory) and Prefect's test
+server, then:
+
+1. `--samples` times, one after another: an async flow calls `arequest_approval`
+   (pause mode); once the task exists the bench approves it through the API and
+   measures the time from the approve call's answer to the flow's next line.
+2. `--baseline-samples` times: a flow calls bare `pause_flow_run()` (default poll
+   interval, 10 s) and the bench calls `resume_flow_run` from the outside; same delay.
+3. `--waiters` async flows in this process wait in `arequest_approval` at once; the
+   bench reads the process's peak RSS and counts requests to Prefect's API over a
+   `--window` second window, then approves them all and checks every flow finished.
+4. Prints the targets and whether each is met (MISSED otherwise; exit code stays 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import secrets
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+HERE = Path(__file__).resolve().parent
+PEOPLETASKS = Path(sys.executable).with_name("peopletasks")
+APPROVER = "approver@example.com"
+REQUESTER = "requester@example.com"
+PORT = 18765
+
+
+def pct(values: list[float], q: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def rss_now_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def rss_peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# -- the service ----------------------------------------------------------------
+
+
+class Service:
+    def __init__(self, workdir: Path, port: int) -> None:
+        self.base = f"http://127.0.0.1:{port}"
+        self.env = {
+            **os.environ,
+            "PEOPLETASKS_DATABASE_URL": f"sqlite+aiosqlite:///{workdir / 'tasks.db'}",
+            "PEOPLETASKS_SECRET_KEY": secrets.token_urlsafe(32),
+            "PEOPLETASKS_ALLOW_PRIVATE_WEBHOOKS": "true",
+            "PEOPLETASKS_PUBLIC_URL": self.base,
+        }
+        self.port = port
+        self.log = workdir / "service.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.token = ""
+
+    def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [str(PEOPLETASKS), "serve", "--port", str(self.port)],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"service exited:\n{self.log.read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{self.base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        else:
+            raise SystemExit(f"service not healthy:\n{self.log.read_text()[-2000:]}")
+        out = subprocess.run(
+            [str(PEOPLETASKS), "token", "create", "--email", APPROVER],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        self.token = out.stdout.strip().splitlines()[-1].strip()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+# -- the bench ------------------------------------------------------------------
+
+
+async def wait_for_tasks(
+    api: httpx.AsyncClient, pattern: str, count: int, timeout: float
+) -> list[dict[str, Any]]:
+    """Poll the list until `count` pending tasks with `pattern` in the title exist."""
+    deadline = time.monotonic() + timeout
+    while True:
+        r = await api.get(
+            "/people-task/tasks",
+            params={"pattern": pattern, "filter": "status:pending", "limit": 1000},
+        )
+        r.raise_for_status()
+        tasks = r.json()
+        if len(tasks) >= count:
+            return tasks
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{len(tasks)} of {count} tasks for {pattern!r}")
+        await asyncio.sleep(0.02 if count == 1 else 0.5)
+
+
+async def approve(api: httpx.AsyncClient, task_id: str) -> None:
+    r = await api.put(f"/people-task/tasks/{task_id}/approve", json={})
+    r.raise_for_status()
+
+
+async def ours(api: httpx.AsyncClient, service: Any, samples: int, run: str) -> list[float]:
+    from prefect import flow
+
+    from peopletasks import arequest_approval
+
+    marks: dict[str, float] = {}
+
+    @flow(name="bench-approval", persist_result=False)
+    async def approval(title: str) -> bool:
+        decision = await arequest_approval(title, APPROVER, REQUESTER, service=service)
+        marks[title] = time.perf_counter()
+        return decision.approved
+
+    delays = []
+    for i in range(samples):
+        title = f"{run}-ours-{i}"
+        running = asyncio.create_task(approval(title))
+        (task,) = await wait_for_tasks(api, title, 1, 60)
+        await asyncio.sleep(0.3)  # let the flow settle into its wait (Paused, long poll)
+        await approve(api, task["id"])
+        returned = time.perf_counter()
+        assert await asyncio.wait_for(running, 60) is True
+        delays.append(marks[title] - returned)
+    return delays
+
+
+async def baseline(samples: int) -> list[float]:
+    from prefect import flow, get_client, pause_flow_run
+    from prefect.runtime import flow_run
+
+    ids: asyncio.Queue[str] = asyncio.Queue()
+    marks: dict[str, float] = {}
+
+    @flow(name="bench-bare-pause", persist_result=False)
+    async def bare() -> None:
+        run_id = str(flow_run.id)
+        await ids.put(run_id)
+        await pause_flow_run(timeout=300)
+        marks[run_id] = time.perf_counter()
+
+    delays = []
+    async with get_client() as client:
+        for _ in range(samples):
+            running = asyncio.create_task(bare())
+            run_id = await asyncio.wait_for(ids.get(), 60)
+            while True:
+                state = (await client.read_flow_run(run_id)).state
+                if state is not None and state.is_paused():
+                    break
+                await asyncio.sleep(0.05)
+            await client.resume_flow_run(run_id)
+            returned = time.perf_counter()
+            await asyncio.wait_for(running, 60)
+            delays.append(marks[run_id] - returned)
+    return delays
+
+
+async def many(
+    api: httpx.AsyncClient, service: Any, waiters: int, window: float, run: str, api_url: str
+) -> dict[str, Any]:
+    from prefect import flow
+
+    from peopletasks import arequest_approval
+
+    counted = {"prefect": 0}
+    original_send = httpx.AsyncClient.send
+
+    async def counting_send(self: httpx.AsyncClient, request: httpx.Request, **kw: Any) -> Any:
+        if str(request.url).startswith(api_url):
+            counted["prefect"] += 1
+        return await original_send(self, request, **kw)
+
+    httpx.AsyncClient.send = counting_send  # type: ignore[method-assign]
+
+    @flow(name="bench-many", persist_result=False)
+    async def approval(title: str) -> bool:
+        decision = await arequest_approval(title, APPROVER, REQUESTER, service=service)
+        return decision.approved
+
+    prefix = f"{run}-many-"
+    started = time.perf_counter()
+    gathered = asyncio.gather(*(approval(f"{prefix}{i}") for i in range(waiters)))
+    try:
+        tasks = await wait_for_tasks(api, prefix, waiters, 600)
+        all_created = time.perf_counter() - started
+        await asyncio.sleep(5)  # the last ones reach Paused and their long poll
+        before = counted["prefect"]
+        await asyncio.sleep(window)
+        per_second = (counted["prefect"] - before) / window
+        rss_peak, rss_current = rss_peak_mb(), rss_now_mb()
+        approving = time.perf_counter()
+        sem = asyncio.Semaphore(16)
+
+        async def one(task_id: str) -> None:
+            async with sem:
+                await approve(api, task_id)
+
+        await asyncio.gather(*(one(t["id"]) for t in tasks))
+        results = await asyncio.wait_for(gathered, 600)
+        finished = time.perf_counter() - approving
+    finally:
+        httpx.AsyncClient.send = original_send  # type: ignore[method-assign]
+        if not gathered.done():
+            gathered.cancel()
+    return {
+        "created_s": all_created,
+        "per_second": per_second,
+        "rss_peak": rss_peak,
+        "rss_current": rss_current,
+        "finished": sum(1 for r in results if r is True),
+        "finish_s": finished,
+    }
+
+
+def line(name: str, value: str, target: str, met: bool) -> str:
+    return f"  {name:<34} {value:>14}   {target:<14} {'met' if met else 'MISSED'}"
+
+
+async def main_async(args: argparse.Namespace, svc: Service) -> None:
+    from prefect.settings import PREFECT_API_URL
+
+    from peopletasks import PeopleTaskService
+
+    api_url = str(PREFECT_API_URL.value())
+    service = PeopleTaskService(url=svc.base, token=svc.token)
+    run = f"rb{secrets.token_hex(4)}"
+    headers = {"Authorization": f"Bearer {svc.token}"}
+    async with httpx.AsyncClient(base_url=svc.base, headers=headers, timeout=60) as api:
+        print(f"1. ours (pause mode), {args.samples} samples ...", flush=True)
+        d_ours = await ours(api, service, args.samples, run)
+        o50, o99 = pct(d_ours, 50), pct(d_ours, 99)
+        print(
+            f"   p50 {o50:.3f} s  p99 {o99:.3f} s  (min {min(d_ours):.3f}, max {max(d_ours):.3f})"
+        )
+
+        print(f"2. bare pause_flow_run + resume_flow_run, {args.baseline_samples} samples ...")
+        d_bare = await baseline(args.baseline_samples)
+        b50, b99 = pct(d_bare, 50), pct(d_bare, 99)
+        ratio = b50 / o50 if o50 > 0 else float("inf")
+        print(f"   p50 {b50:.3f} s  p99 {b99:.3f} s  (mean {statistics.mean(d_bare):.3f})")
+        print(f"   ratio of p50s (bare / ours): {ratio:.1f}x", flush=True)
+
+        print(f"3. {args.waiters} waits at once in pause mode ...", flush=True)
+        m = await many(api, service, args.waiters, args.window, run, api_url)
+        print(
+            f"   all {args.waiters} tasks created after {m['created_s']:.1f} s; "
+            f"Prefect API requests/s while waiting ({args.window:.0f} s window): "
+            f"{m['per_second']:.1f}; RSS peak {m['rss_peak']:.0f} MB "
+            f"(current {m['rss_current']:.0f} MB)"
+        )
+        print(
+            f"   approved all: {m['finished']} of {args.waiters} flows finished approved "
+            f"in {m['finish_s']:.1f} s"
+        )
+
+    print()
+    print(f"  {'target':<34} {'measured':>14}   {'goal':<14} result")
+    print(line("resume delay p50", f"{o50:.3f} s", "<= 0.3 s", o50 <= 0.3))
+    print(line("resume delay p99", f"{o99:.3f} s", "<= 1 s", o99 <= 1.0))
+    print(line("faster than bare pause (p50)", f"{ratio:.1f}x", ">= 20x", ratio >= 20))
+    w = args.waiters
+    print(line(f"{w} waits: peak RSS", f"{m['rss_peak']:.0f} MB", "< 500 MB", m["rss_peak"] < 500))
+    print(
+        line(
+            f"{w} waits: Prefect API req/s",
+            f"{m['per_second']:.1f}",
+            "< 100/s",
+            m["per_second"] < 100,
+        )
+    )
+    print(line(f"{w} waits: all finished", f"{m['finished']}/{w}", f"{w}/{w}", m["finished"] == w))
+    if w < 1000:
+        print(f"  NOTE: measured at {w} concurrent waits, not 1,000.")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=20)
+    parser.add_argument("--baseline-samples", type=int, default=5)
+    parser.add_argument("--waiters", type=int, default=1000)
+    parser.add_argument("--window", type=float, default=10.0)
+    parser.add_argument("--port", type=int, default=PORT)
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="peopletasks-resume-"))
+    os.environ["PREFECT_HOME"] = str(workdir / "prefect")
+    os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    os.environ["PREFECT_LOGGING_LEVEL"] = "ERROR"
+    svc = Service(workdir, args.port)
+    try:
+        svc.start()
+        from prefect.testing.utilities import prefect_test_harness
+
+        print("starting Prefect's test server ...", flush=True)
+        with prefect_test_harness(server_startup_timeout=120):
+            asyncio.run(main_async(args, svc))
+    except KeyboardInterrupt:
+        print("interrupted")
+    finally:
+        svc.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
