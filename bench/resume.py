@@ -122,7 +122,7 @@ class Service:
 
 
 async def wait_for_tasks(
-    api: httpx.AsyncClient, pattern: str, count: int, timeout: float
+    api: httpx.AsyncClient, pattern: str, count: int, timeout: float, partial: bool = False
 ) -> list[dict[str, Any]]:
     """Poll the list until `count` pending tasks with `pattern` in the title exist."""
     deadline = time.monotonic() + timeout
@@ -136,6 +136,8 @@ async def wait_for_tasks(
         if len(tasks) >= count:
             return tasks
         if time.monotonic() > deadline:
+            if partial:
+                return tasks
             raise TimeoutError(f"{len(tasks)} of {count} tasks for {pattern!r}")
         await asyncio.sleep(0.02 if count == 1 else 0.5)
 
@@ -218,7 +220,13 @@ async def baseline(samples: int) -> list[float]:
 
 
 async def many(
-    api: httpx.AsyncClient, service: Any, waiters: int, window: float, run: str, api_url: str
+    api: httpx.AsyncClient,
+    service: Any,
+    waiters: int,
+    window: float,
+    run: str,
+    api_url: str,
+    create_timeout: float,
 ) -> dict[str, Any]:
     from prefect import flow
 
@@ -241,9 +249,11 @@ async def many(
 
     prefix = f"{run}-many-"
     started = time.perf_counter()
-    gathered = asyncio.gather(*(approval(f"{prefix}{i}") for i in range(waiters)))
+    gathered = asyncio.gather(
+        *(approval(f"{prefix}{i}") for i in range(waiters)), return_exceptions=True
+    )
     try:
-        tasks = await wait_for_tasks(api, prefix, waiters, 600)
+        tasks = await wait_for_tasks(api, prefix, waiters, create_timeout, partial=True)
         all_created = time.perf_counter() - started
         await asyncio.sleep(5)  # the last ones reach Paused and their long poll
         before = counted["prefect"]
@@ -258,13 +268,17 @@ async def many(
                 await approve(api, task_id)
 
         await asyncio.gather(*(one(t["id"]) for t in tasks))
-        results = await asyncio.wait_for(gathered, 600)
+        try:
+            results = await asyncio.wait_for(gathered, 120 if len(tasks) == waiters else 60)
+        except TimeoutError:
+            results = []
         finished = time.perf_counter() - approving
     finally:
         httpx.AsyncClient.send = original_send  # type: ignore[method-assign]
         if not gathered.done():
             gathered.cancel()
     return {
+        "waiting": len(tasks),
         "created_s": all_created,
         "per_second": per_second,
         "rss_peak": rss_peak,
@@ -308,15 +322,21 @@ async def main_async(args: argparse.Namespace, svc: Service) -> None:
         print(f"   ratio of p50s (bare / ours): {ratio:.1f}x", flush=True)
 
         print(f"3. {args.waiters} waits at once in pause mode ...", flush=True)
-        m = await many(api, service, args.waiters, args.window, run, api_url)
+        m = await many(api, service, args.waiters, args.window, run, api_url, args.create_timeout)
+        if m["waiting"] < args.waiters:
+            print(
+                f"   only {m['waiting']} of {args.waiters} tasks existed after "
+                f"{args.create_timeout:.0f} s; measured with those waiting"
+            )
         print(
-            f"   all {args.waiters} tasks created after {m['created_s']:.1f} s; "
+            f"   {m['waiting']} tasks waiting after {m['created_s']:.1f} s; "
             f"Prefect API requests/s while waiting ({args.window:.0f} s window): "
             f"{m['per_second']:.1f}; RSS peak {m['rss_peak']:.0f} MB "
             f"(current {m['rss_current']:.0f} MB)"
         )
+        n = m["waiting"]
         print(
-            f"   approved all: {m['finished']} of {args.waiters} flows finished approved "
+            f"   approved the {n} waiting: {m['finished']} of {args.waiters} flows finished approved "
             f"in {m['finish_s']:.1f} s"
         )
 
@@ -325,19 +345,19 @@ async def main_async(args: argparse.Namespace, svc: Service) -> None:
     print(line("resume delay p50", f"{o50:.3f} s", "<= 0.3 s", o50 <= 0.3))
     print(line("resume delay p99", f"{o99:.3f} s", "<= 1 s", o99 <= 1.0))
     print(line("faster than bare pause (p50)", f"{ratio:.1f}x", ">= 20x", ratio >= 20))
-    w = args.waiters
-    print(line(f"{w} waits: peak RSS", f"{m['rss_peak']:.0f} MB", "< 500 MB", m["rss_peak"] < 500))
+    w, n = args.waiters, m["waiting"]
+    print(line(f"{n} waits: peak RSS", f"{m['rss_peak']:.0f} MB", "< 500 MB", m["rss_peak"] < 500))
     print(
         line(
-            f"{w} waits: Prefect API req/s",
+            f"{n} waits: Prefect API req/s",
             f"{m['per_second']:.1f}",
             "< 100/s",
             m["per_second"] < 100,
         )
     )
     print(line(f"{w} waits: all finished", f"{m['finished']}/{w}", f"{w}/{w}", m["finished"] == w))
-    if w < 1000:
-        print(f"  NOTE: measured at {w} concurrent waits, not 1,000.")
+    if n < 1000:
+        print(f"  NOTE: measured at {n} concurrent waits, not 1,000.")
 
 
 def main() -> None:
@@ -347,6 +367,9 @@ def main() -> None:
     parser.add_argument("--waiters", type=int, default=1000)
     parser.add_argument("--window", type=float, default=10.0)
     parser.add_argument("--port", type=int, default=PORT)
+    parser.add_argument(
+        "--create-timeout", type=float, default=300.0, help="seconds for the waits to start"
+    )
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="peopletasks-resume-"))

@@ -30,13 +30,16 @@ async def test_wait_returns_pending_after_its_timeout(api: Api) -> None:
 
 async def test_a_waiter_is_woken_by_the_decision(api: Api, anonymous: Api, domain: Domain) -> None:
     task = await api.create()
+    # The store is re-read only every 120 s here: only the decision's wake-up is in time.
+    domain.wait_recheck_seconds = 120
     waiting = asyncio.create_task(api.get(f"/tasks/{task['id']}/wait", params={"timeout": 30}))
     await eventually(lambda: domain.decisions.waiting >= 1)
     approved = await anonymous.put(
         f"/tasks/{task['id']}/approve", params={"secret": task["approverSecret"]}
     )
     assert approved.status_code == 200
-    waited = await asyncio.wait_for(waiting, 30)
+    waited = await asyncio.wait_for(waiting, 60)
+    domain.wait_recheck_seconds = 5.0
     assert waited.json()["status"] == "approved"
 
 

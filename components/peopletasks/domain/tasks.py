@@ -407,6 +407,7 @@ async def decide_task(
             row = await _keeping_expiry(conn, _decide(conn, principal, task_id, decision, comment))
     finally:
         domain.outbox_ready.set()
+        domain.decisions.notify(task_id)
     return task_view(row)
 
 
