@@ -44,7 +44,6 @@ class Settings(BaseSettings):
     )
     allow_private_webhooks: bool = False
     auth_cache_seconds: float = Field(10.0, ge=0)
-    sqlite_read_connections: int = Field(4, ge=1, le=64)
     link_max_age_seconds: float = Field(
         7 * 86400.0, gt=0, description="Action links expire at the deadline or after this."
     )

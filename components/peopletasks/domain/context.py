@@ -64,7 +64,6 @@ class Domain:
     db: Database
     signer: Signer
     auth_cache_seconds: float = 10.0
-    allow_private_webhooks: bool = False
     #: Where people's browsers reach the service (for action links).
     public_url: str = "http://127.0.0.1:8000"
     link_max_age_seconds: float = 7 * 86400.0

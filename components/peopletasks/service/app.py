@@ -37,12 +37,11 @@ Errors are `{"error": {"code": "...", "message": "...", "details": [{"field", "m
 
 
 def build_domain(settings: Settings) -> Domain:
-    database = Database(settings.database_url, read_connections=settings.sqlite_read_connections)
+    database = Database(settings.database_url)
     return Domain(
         db=database,
         signer=Signer(settings.signing_keys()),
         auth_cache_seconds=settings.auth_cache_seconds,
-        allow_private_webhooks=settings.allow_private_webhooks,
         public_url=settings.public_url,
         link_max_age_seconds=settings.link_max_age_seconds,
         wait_recheck_seconds=settings.wait_recheck_seconds,

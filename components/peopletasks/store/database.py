@@ -109,7 +109,7 @@ def _sqlite_engine(url: str, *, writer: bool) -> Engine:
 class Database:
     """Connections to the service store."""
 
-    def __init__(self, url: str, *, read_connections: int = 4) -> None:
+    def __init__(self, url: str) -> None:
         self.url = url
         self.dialect = make_url(url).get_backend_name()
         self.is_sqlite = self.dialect == "sqlite"
