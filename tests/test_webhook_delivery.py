@@ -21,9 +21,8 @@ from peopletasks.domain.tasks import create_task, decide_task
 from peopletasks.domain.webhooks import register_webhook
 from peopletasks.service import create_app
 from peopletasks.service.app import build_domain
-from peopletasks.webhooks.dispatcher import Dispatcher
+from peopletasks.webhooks.dispatcher import Dispatcher, make_sender
 from peopletasks.webhooks.targets import target_check
-from peopletasks.webhooks.transport import make_client
 from tests.conftest import Api, error_of, new_database_url, settings_for
 from tests.support.receiver import Answer, Receiver, eventually
 
@@ -283,7 +282,7 @@ async def test_private_targets_are_refused_at_delivery_too(
     """Registered while allowed (or resolving elsewhere then): the connection is refused."""
     url = new_database_url(request, backend, tmp_path)
     own = build_domain(settings_for(url))
-    client = make_client(allow_private=False)
+    client = make_sender(allow_private=False)
     dispatcher = Dispatcher(own, client, poll_seconds=0.1)
     running = asyncio.create_task(dispatcher.run())
     try:

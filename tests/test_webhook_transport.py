@@ -1,4 +1,4 @@
-"""The SSRF-safe webhook client, against real HTTP(S) receivers on loopback."""
+"""The SSRF-safe webhook sender, against real HTTP(S) receivers on loopback."""
 
 from __future__ import annotations
 
@@ -13,18 +13,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from peopletasks.errors import ValidationFailed
+from peopletasks.webhooks.sender import Sender, SendError, SendTimeout
 from peopletasks.webhooks.transport import (
     TargetRefused,
     check_target_resolves,
     check_target_url,
     is_public_address,
-    make_client,
-    read_capped,
-    refusal_of,
     resolve_public,
 )
 
@@ -126,9 +123,9 @@ def running_receiver(
 async def prove_nothing_arrived(receiver: Receiver) -> None:
     """A barrier: one allowed request; the accept loop is serial, so any earlier
     connection would have been counted before it."""
-    async with make_client(allow_private=True) as client:
-        response = await client.post(f"http://127.0.0.1:{receiver.port}/marker", content=b"m")
-    assert response.status_code == 200
+    async with Sender(allow_private=True) as sender:
+        reply = await sender.post(f"http://127.0.0.1:{receiver.port}/marker", b"m")
+    assert reply.status == 200
     assert receiver.paths == ["/marker"]
     assert receiver.connections == 1
 
@@ -237,42 +234,80 @@ async def test_resolve_public() -> None:
         await resolve_public("::ffff:192.168.0.1", 80, allow_private=False)
 
 
-# --- the client -------------------------------------------------------------------------------
+# --- the sender -------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
 async def test_private_target_refused_before_any_byte(host: str) -> None:
     with running_receiver() as receiver:
-        async with make_client(allow_private=False) as client:
-            with pytest.raises(httpx.ConnectError) as caught:
-                await client.post(f"http://{host}:{receiver.port}/hook", content=b"{}")
-        assert "refused" in str(caught.value)
+        async with Sender(allow_private=False) as sender:
+            with pytest.raises(TargetRefused) as caught:
+                await sender.post(f"http://{host}:{receiver.port}/hook", b"{}")
         assert "loopback" in str(caught.value)
-        refused = refusal_of(caught.value)
-        assert isinstance(refused, TargetRefused)
-        assert str(refused) == str(caught.value)
+        assert "PEOPLETASKS_ALLOW_PRIVATE_WEBHOOKS=true" in str(caught.value)
         await prove_nothing_arrived(receiver)
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
 async def test_private_target_allowed(host: str) -> None:
     with running_receiver() as receiver:
-        async with make_client(allow_private=True) as client:
-            response = await client.post(f"http://{host}:{receiver.port}/hook", content=b"{}")
-        assert response.status_code == 200
-        assert response.text == "ok"
-        assert receiver.paths == ["/hook"]
+        async with Sender(allow_private=True) as sender:
+            reply = await sender.post(f"http://{host}:{receiver.port}/hook?x=1", b"{}")
+        assert reply.status == 200
+        assert reply.body == b"ok"
+        assert receiver.paths == ["/hook?x=1"]
 
 
-async def test_refusal_of_tells_refused_from_down() -> None:
+async def test_refused_is_told_from_down() -> None:
     with running_receiver() as receiver:
         port = receiver.port
     # The receiver is gone: its port now refuses connections.
-    async with make_client(allow_private=True) as client:
-        with pytest.raises(httpx.ConnectError) as caught:
-            await client.post(f"http://127.0.0.1:{port}/gone")
-    assert refusal_of(caught.value) is None
-    assert "127.0.0.1" in str(caught.value)
+    async with Sender(allow_private=True) as sender:
+        with pytest.raises(SendError) as caught:
+            await sender.post(f"http://127.0.0.1:{port}/gone", b"")
+    assert not isinstance(caught.value, TargetRefused)
+    assert f"cannot connect to 127.0.0.1 port {port}" in str(caught.value)
+
+
+async def test_connections_are_kept_and_reused() -> None:
+    with running_receiver() as receiver:
+        async with Sender(allow_private=True) as sender:
+            for i in range(20):
+                reply = await sender.post(f"http://127.0.0.1:{receiver.port}/n{i}", b"{}")
+                assert reply.status == 200
+        assert len(receiver.paths) == 20
+        assert receiver.connections == 1
+
+
+def close_after_answer(handler: _Handler, receiver: Receiver) -> None:
+    handler.close_connection = True
+    handler.reply(200, b"bye", {"Connection": "close"})
+
+
+async def test_a_connection_the_receiver_closed_is_replaced() -> None:
+    with running_receiver(close_after_answer) as receiver:
+        async with Sender(allow_private=True) as sender:
+            for i in range(3):
+                reply = await sender.post(f"http://127.0.0.1:{receiver.port}/c{i}", b"{}")
+                assert (reply.status, reply.body) == (200, b"bye")
+        assert receiver.paths == ["/c0", "/c1", "/c2"]  # each sent once
+        assert receiver.connections == 3
+
+
+def close_silently(handler: _Handler, receiver: Receiver) -> None:
+    handler.close_connection = True  # no "Connection: close": the sender finds out later
+    handler.reply(200, b"bye")
+
+
+async def test_a_pooled_connection_closed_while_idle_is_replaced() -> None:
+    with running_receiver(close_silently) as receiver:
+        async with Sender(allow_private=True) as sender:
+            for i in range(3):
+                url = f"http://127.0.0.1:{receiver.port}/s{i}"
+                assert (await sender.post(url, b"{}")).status == 200
+                assert receiver.wait_for(lambda n=i + 1: receiver.connections == n)
+        assert receiver.paths == ["/s0", "/s1", "/s2"]  # each sent once, none lost
+        assert receiver.connections == 3
 
 
 async def test_proxies_from_environment_are_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -281,9 +316,9 @@ async def test_proxies_from_environment_are_ignored(monkeypatch: pytest.MonkeyPa
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
     with running_receiver() as receiver:
-        async with make_client(allow_private=True) as client:
-            response = await client.post(f"http://127.0.0.1:{receiver.port}/direct")
-        assert response.status_code == 200
+        async with Sender(allow_private=True) as sender:
+            reply = await sender.post(f"http://127.0.0.1:{receiver.port}/direct", b"")
+        assert reply.status == 200
         assert receiver.paths == ["/direct"]
 
 
@@ -296,12 +331,23 @@ def redirect_to_target(handler: _Handler, receiver: Receiver) -> None:
 
 async def test_redirect_is_returned_not_followed() -> None:
     with running_receiver(redirect_to_target) as receiver:
-        async with make_client(allow_private=True) as client:
-            response = await client.post(f"http://127.0.0.1:{receiver.port}/start", content=b"x")
-        assert response.status_code == 302
-        assert response.headers["location"] == "/target"
+        async with Sender(allow_private=True) as sender:
+            reply = await sender.post(f"http://127.0.0.1:{receiver.port}/start", b"x")
+        assert reply.status == 302
+        assert reply.headers["location"] == "/target"
         # Had it been followed, /target would have been requested before post() returned.
         assert receiver.paths == ["/start"]
+
+
+def retry_later(handler: _Handler, receiver: Receiver) -> None:
+    handler.reply(503, b"busy", {"Retry-After": "7"})
+
+
+async def test_status_headers_and_body_of_an_error_answer() -> None:
+    with running_receiver(retry_later) as receiver:
+        async with Sender(allow_private=True) as sender:
+            reply = await sender.post(f"http://127.0.0.1:{receiver.port}/busy", b"x")
+    assert (reply.status, reply.headers["retry-after"], reply.body) == (503, "7", b"busy")
 
 
 ONE_MB = 1024 * 1024
@@ -316,18 +362,17 @@ def big_body(handler: _Handler, receiver: Receiver) -> None:
         handler.wfile.write(chunk)
 
 
-async def test_read_capped_stops_at_the_limit() -> None:
+async def test_answers_are_read_up_to_the_cap_only() -> None:
     with running_receiver(big_body) as receiver:
-        async with make_client(allow_private=True) as client:
-            url = f"http://127.0.0.1:{receiver.port}/big"
-            async with client.stream("POST", url, content=b"{}") as response:
-                body = await read_capped(response, 4096)
-                assert response.num_bytes_downloaded < ONE_MB
-            assert len(body) == 4096
-            assert set(body) == {ord("x")}
-            # A response already read is truncated too.
-            full = await client.post(url, content=b"{}")
-            assert len(await read_capped(full, 10)) == 10
+        async with Sender(allow_private=True, body_cap=4096) as sender:
+            reply = await sender.post(f"http://127.0.0.1:{receiver.port}/big", b"{}")
+            assert reply.status == 200
+            assert len(reply.body) == 4096
+            assert set(reply.body) == {ord("x")}
+            # The rest was not read: that connection is dropped, the next one is new.
+            again = await sender.post(f"http://127.0.0.1:{receiver.port}/big", b"{}")
+            assert len(again.body) == 4096
+        assert receiver.connections == 2
 
 
 def slow(handler: _Handler, receiver: Receiver) -> None:
@@ -337,13 +382,23 @@ def slow(handler: _Handler, receiver: Receiver) -> None:
 
 async def test_slow_receiver_times_out() -> None:
     with running_receiver(slow) as receiver:
-        async with make_client(allow_private=True, timeout=0.5, connect_timeout=0.5) as client:
+        async with Sender(allow_private=True, timeout=0.5, connect_timeout=0.5) as sender:
             started = time.monotonic()
-            with pytest.raises(httpx.TimeoutException):
-                await client.post(f"http://127.0.0.1:{receiver.port}/slow", content=b"{}")
+            with pytest.raises(SendTimeout):
+                await sender.post(f"http://127.0.0.1:{receiver.port}/slow", b"{}")
             elapsed = time.monotonic() - started
         assert elapsed < 0.5 + 1.0
         assert receiver.wait_for(lambda: receiver.paths == ["/slow"])
+
+
+async def test_header_injection_is_refused() -> None:
+    with running_receiver() as receiver:
+        async with Sender(allow_private=True) as sender:
+            with pytest.raises(SendError, match="line break"):
+                await sender.post(
+                    f"http://127.0.0.1:{receiver.port}/x", b"", {"x-a": "1\r\nx-b: 2"}
+                )
+        await prove_nothing_arrived(receiver)
 
 
 # --- TLS: connected by address, verified by name -----------------------------------------------
@@ -427,12 +482,12 @@ async def test_tls_verifies_and_sends_sni_of_the_host_name(tmp_path: Path) -> No
     server_tls.load_cert_chain(cert_path, key_path)
     client_tls = ssl.create_default_context(cafile=str(ca_path))
     with running_receiver(tls=server_tls) as receiver:
-        async with make_client(allow_private=True, ssl_context=client_tls) as client:
-            # The backend connects to 127.0.0.1; the certificate names only "localhost".
-            response = await client.post(f"https://localhost:{receiver.port}/tls", content=b"x")
-            assert response.status_code == 200
+        async with Sender(allow_private=True, ssl_context=client_tls) as sender:
+            # The sender connects to 127.0.0.1; the certificate names only "localhost".
+            reply = await sender.post(f"https://localhost:{receiver.port}/tls", b"x")
+            assert reply.status == 200
             assert receiver.sni == ["localhost"]
             # By address, the same certificate does not verify: the name is what is checked.
-            with pytest.raises(httpx.ConnectError, match="certificate"):
-                await client.post(f"https://127.0.0.1:{receiver.port}/tls", content=b"x")
+            with pytest.raises(SendError, match="certificate"):
+                await sender.post(f"https://127.0.0.1:{receiver.port}/tls", b"x")
         assert receiver.paths == ["/tls"]

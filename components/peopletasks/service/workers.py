@@ -13,14 +13,11 @@ from peopletasks.domain.tasks import expire_due_tasks, next_deadline
 from peopletasks.domain.waiting import CHANNEL
 from peopletasks.settings import Settings
 from peopletasks.timeutil import utcnow
-from peopletasks.webhooks.dispatcher import Dispatcher
+from peopletasks.webhooks.dispatcher import Dispatcher, make_sender
 from peopletasks.webhooks.retry import RetryStrategy
-from peopletasks.webhooks.transport import make_client
 
 log = logging.getLogger("peopletasks.workers")
 EXPIRE_BATCH = 500
-#: Connections per HTTP pool of the dispatcher (see Dispatcher).
-POOL_SIZE = 8
 
 
 class DeadlineScheduler:
@@ -97,18 +94,13 @@ class BackgroundWorkers:
         self.domain = domain
         self.settings = settings
         self._tasks: list[asyncio.Task[None]] = []
-        pools = max(1, settings.webhook_concurrency // POOL_SIZE)
-        self.clients = [
-            make_client(
-                allow_private=settings.allow_private_webhooks,
-                timeout=settings.webhook_timeout_seconds,
-                max_connections=-(-settings.webhook_concurrency // pools),
-            )
-            for _ in range(pools)
-        ]
+        self.sender = make_sender(
+            allow_private=settings.allow_private_webhooks,
+            timeout=settings.webhook_timeout_seconds,
+        )
         self.dispatcher = Dispatcher(
             domain,
-            self.clients,
+            self.sender,
             strategy=RetryStrategy(
                 base=settings.webhook_retry_base_seconds,
                 max_delay=settings.webhook_retry_max_delay_seconds,
@@ -140,5 +132,4 @@ class BackgroundWorkers:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
-        for client in self.clients:
-            await client.aclose()
+        await self.sender.aclose()

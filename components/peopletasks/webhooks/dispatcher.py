@@ -13,11 +13,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import orjson
 
 from peopletasks import __version__
@@ -33,8 +31,9 @@ from peopletasks.domain.deliveries import (
 from peopletasks.domain.webhooks import webhook_secret
 from peopletasks.timeutil import utcnow
 from peopletasks.webhooks.retry import RetryStrategy, parse_retry_after
+from peopletasks.webhooks.sender import Sender, SendError, SendTimeout
 from peopletasks.webhooks.signatures import signed_headers
-from peopletasks.webhooks.transport import read_capped
+from peopletasks.webhooks.transport import TargetRefused
 
 log = logging.getLogger("peopletasks.webhooks")
 
@@ -54,6 +53,17 @@ class _Outcome:
     gone: bool = False
 
 
+def make_sender(*, allow_private: bool, timeout: float = 10.0) -> Sender:
+    """The sender deliveries go out through (SSRF-checked, capped answers)."""
+    return Sender(
+        allow_private=allow_private,
+        timeout=timeout,
+        connect_timeout=min(timeout, 5.0),
+        body_cap=RESPONSE_BODY_CAP,
+        user_agent=USER_AGENT,
+    )
+
+
 def run_input_of(task: dict[str, Any]) -> dict[str, Any]:
     """The decision as a waiting Prefect flow run receives it (its run input)."""
     return {
@@ -70,7 +80,7 @@ class Dispatcher:
     def __init__(
         self,
         domain: Domain,
-        client: httpx.AsyncClient | Sequence[httpx.AsyncClient],
+        sender: Sender,
         *,
         strategy: RetryStrategy | None = None,
         concurrency: int = 64,
@@ -79,10 +89,7 @@ class Dispatcher:
         attempt_timeout: float = 10.0,
     ) -> None:
         self.domain = domain
-        # Several small connection pools: httpcore checks every pooled connection on
-        # each request, so one large pool costs more CPU per delivery than several
-        # small ones. A webhook always uses the same pool (its connections are reused).
-        self.clients = [client] if isinstance(client, httpx.AsyncClient) else list(client)
+        self.sender = sender
         self.strategy = strategy or RetryStrategy()
         self.concurrency = concurrency
         self.lease_seconds = lease_seconds
@@ -186,7 +193,7 @@ class Dispatcher:
                 error="the signing key that derived this webhook's secret is no longer listed "
                 "in PEOPLETASKS_SECRET_KEY"
             )
-        headers = {"content-type": "application/json", "user-agent": USER_AGENT}
+        headers = {"content-type": "application/json"}
         if delivery.kind == "prefect":
             payload = orjson.dumps({"run_input": run_input_of(orjson.loads(delivery.body))})
             api_key = (delivery.target or {}).get("apiKey")
@@ -196,31 +203,27 @@ class Dispatcher:
             payload = delivery.body.encode()
         headers.update(signed_headers(secret, delivery.message_id, payload))
         try:
-            # The client's timeouts bound each read; this bounds the whole attempt
-            # (a receiver trickling bytes cannot hold a slot for ever).
-            async with (
-                asyncio.timeout(self.attempt_timeout),
-                self.clients[delivery.webhook_id % len(self.clients)].stream(
-                    "POST", delivery.url, content=payload, headers=headers
-                ) as response,
-            ):
-                raw = await read_capped(response, RESPONSE_BODY_CAP)
-        except (httpx.TimeoutException, TimeoutError) as exc:
-            return _Outcome(error=f"timeout: {type(exc).__name__}")
-        except httpx.HTTPError as exc:
-            return _Outcome(error=f"{type(exc).__name__}: {exc}")
-        text = raw.decode("utf-8", "replace")
-        outcome = _Outcome(status_code=response.status_code, body=text)
-        if 200 <= response.status_code < 300:
+            # The sender bounds connecting and each exchange; this bounds the whole
+            # attempt (a receiver trickling bytes cannot hold a slot for ever).
+            async with asyncio.timeout(self.attempt_timeout):
+                reply = await self.sender.post(delivery.url, payload, headers)
+        except TargetRefused as exc:
+            return _Outcome(error=f"refused: {exc}")
+        except (SendTimeout, TimeoutError) as exc:
+            return _Outcome(error=f"timeout: {exc or type(exc).__name__}")
+        except SendError as exc:
+            return _Outcome(error=str(exc))
+        outcome = _Outcome(status_code=reply.status, body=reply.body.decode("utf-8", "replace"))
+        if 200 <= reply.status < 300:
             outcome.delivered = True
             if delivery.kind == "prefect":
-                outcome.delivered, outcome.error = _prefect_accepted(raw)
-        elif response.status_code == 410:
+                outcome.delivered, outcome.error = _prefect_accepted(reply.body)
+        elif reply.status == 410:
             outcome.gone = True
             outcome.error = "410 Gone: webhook disabled"
         else:
-            outcome.error = f"HTTP {response.status_code}"
-            outcome.retry_after = parse_retry_after(response.headers.get("retry-after"), utcnow())
+            outcome.error = f"HTTP {reply.status}"
+            outcome.retry_after = parse_retry_after(reply.headers.get("retry-after"), utcnow())
         return outcome
 
     # -- results ----------------------------------------------------------------

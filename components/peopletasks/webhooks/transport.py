@@ -13,15 +13,13 @@ The design:
   (no user-info, no whitespace, no odd ports) before anything is stored.
 * `check_target_resolves` resolves the host at registration time, for a clear
   error early; it is advisory only, since DNS answers change.
-* The real guard is in `make_client`: its connection pool uses a network backend
-  that resolves the host itself, refuses the connection when ANY resolved address
-  is not public (`is_public_address`), and then connects to the checked address
+* The real guard is in the sender (`sender.py`): every connection it opens
+  resolves the host itself (`resolve_public`), is refused when ANY resolved address
+  is not public (`is_public_address`), and then goes to the checked address
   literal, so the address connected to is the address checked. TLS still verifies
-  the certificate for, and sends SNI of, the URL's host name: httpcore passes the
-  request origin's host as `server_hostname` to `start_tls` (httpcore 1.0.9,
-  `_async/connection.py`), whatever `connect_tcp` connected to.
-* The client never follows redirects, ignores proxy settings from the environment,
-  and `read_capped` reads a bounded prefix of the answer.
+  the certificate for, and sends SNI of, the URL's host name.
+* The sender never follows redirects, ignores proxy settings from the environment,
+  and reads a bounded prefix of the answer.
 
 `PEOPLETASKS_ALLOW_PRIVATE_WEBHOOKS=true` (``allow_private=True``) lifts the address
 check, for local stacks and tests whose receivers live on private addresses.
@@ -31,16 +29,10 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import math
 import socket
-import ssl
-import time
 import unicodedata
-from collections.abc import Iterable
-from typing import Any
 from urllib.parse import urlsplit
 
-import httpcore
 import httpx
 
 from peopletasks.errors import ValidationFailed
@@ -51,9 +43,6 @@ __all__ = [
     "check_target_resolves",
     "check_target_url",
     "is_public_address",
-    "make_client",
-    "read_capped",
-    "refusal_of",
     "resolve_public",
 ]
 
@@ -84,31 +73,6 @@ _UNIQUE_LOCAL_V6 = _net6("fc00::/7")
 
 class TargetRefused(Exception):
     """A webhook target may not be reached: it resolves to a non-public address, or not at all."""
-
-
-class _RefusedConnectError(httpcore.ConnectError):
-    """What the backend raises for a refused target; httpx wraps it in `httpx.ConnectError`."""
-
-    def __init__(self, refused: TargetRefused) -> None:
-        super().__init__(str(refused))
-        self.refused = refused
-
-
-def refusal_of(error: BaseException) -> TargetRefused | None:
-    """The `TargetRefused` behind an `httpx.ConnectError` from `make_client`'s client, if any.
-
-    (Lets a caller tell "this target is not allowed" from "this target is down".)
-    """
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        if isinstance(current, TargetRefused):
-            return current
-        if isinstance(current, _RefusedConnectError):
-            return current.refused
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return None
 
 
 # --- URLs -------------------------------------------------------------------------------------
@@ -341,135 +305,3 @@ async def check_target_resolves(url: str, *, allow_private: bool) -> None:
         raise _refuse(str(exc)) from None
     except TimeoutError:
         raise _refuse(f"cannot resolve {host}: timed out") from None
-
-
-# --- the client -------------------------------------------------------------------------------
-
-
-class _CheckedBackend(httpcore.AsyncNetworkBackend):
-    """Resolves, checks every address, then connects to a checked address literal."""
-
-    def __init__(self, *, allow_private: bool) -> None:
-        self._allow_private = allow_private
-        self._inner = httpcore.AnyIOBackend()
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        deadline = math.inf if timeout is None else time.monotonic() + timeout
-        try:
-            async with asyncio.timeout(timeout):
-                addresses = await resolve_public(host, port, allow_private=self._allow_private)
-        except TargetRefused as exc:
-            raise _RefusedConnectError(exc) from exc
-        except TimeoutError:
-            raise httpcore.ConnectTimeout(f"cannot resolve {host}: timed out") from None
-
-        failures: list[str] = []
-        only_timeouts = True  # every failure so far was a timeout
-        for index, address in enumerate(addresses):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                failures.append(f"{address}: not tried, connect timeout used up")
-                break
-            # Happy-eyeballs-lite: in order, one at a time; each attempt gets its share of
-            # what is left, so one black-holed address cannot use up the whole budget.
-            budget = None if timeout is None else remaining / (len(addresses) - index)
-            try:
-                return await self._inner.connect_tcp(
-                    address,
-                    port,
-                    timeout=budget,
-                    local_address=local_address,
-                    socket_options=socket_options,
-                )
-            except httpcore.ConnectTimeout:
-                failures.append(f"{address}: timed out")
-            except httpcore.ConnectError as exc:
-                only_timeouts = False
-                failures.append(f"{address}: {exc or type(exc).__name__}")
-        message = f"cannot connect to {host} port {port}: {'; '.join(failures)}"
-        if only_timeouts:
-            raise httpcore.ConnectTimeout(message)
-        raise httpcore.ConnectError(message)
-
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        raise httpcore.ConnectError("refused: unix sockets are not webhook targets")
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
-
-
-def make_client(
-    *,
-    allow_private: bool,
-    timeout: float = 10.0,
-    connect_timeout: float = 5.0,
-    max_connections: int = 200,
-    ssl_context: ssl.SSLContext | None = None,
-) -> httpx.AsyncClient:
-    """An `httpx.AsyncClient` for webhook deliveries.
-
-    No redirects are followed, no proxy or netrc is taken from the environment, and
-    every connection goes to an address that was resolved and checked just before
-    (unless `allow_private`). A refused target surfaces as `httpx.ConnectError` whose
-    message says why; no request byte is sent. `timeout` applies to each read / write
-    (not to the whole exchange: wrap a delivery in `asyncio.timeout` for that);
-    `connect_timeout` covers resolving plus all connection attempts. `ssl_context`
-    defaults to httpx's (certifi, or `SSL_CERT_FILE` / `SSL_CERT_DIR` when set).
-    """
-    limits = httpx.Limits(max_connections=max_connections)
-    transport = httpx.AsyncHTTPTransport(trust_env=False, limits=limits, http1=True, http2=False)
-    if not hasattr(transport, "_pool"):  # pragma: no cover - guards an httpx upgrade
-        raise RuntimeError("httpx.AsyncHTTPTransport no longer has _pool; review make_client")
-    transport._pool = httpcore.AsyncConnectionPool(
-        ssl_context=ssl_context or httpx.create_ssl_context(),
-        max_connections=limits.max_connections,
-        max_keepalive_connections=limits.max_keepalive_connections,
-        keepalive_expiry=limits.keepalive_expiry,
-        http1=True,
-        http2=False,
-        retries=0,
-        network_backend=_CheckedBackend(allow_private=allow_private),
-    )
-    return httpx.AsyncClient(
-        transport=transport,
-        follow_redirects=False,
-        trust_env=False,
-        timeout=httpx.Timeout(timeout, connect=connect_timeout),
-        # Bodies are read raw and capped (`read_capped`): ask for them uncompressed.
-        headers={"Accept-Encoding": "identity"},
-    )
-
-
-async def read_capped(response: httpx.Response, limit: int = 4096) -> bytes:
-    """At most `limit` bytes of the body; the rest is never read.
-
-    For streamed responses: callers use `async with client.stream("POST", ...) as
-    response: body = await read_capped(response)`; leaving the block closes the
-    connection without reading on. Bytes are raw (not content-decoded), so a
-    compressed answer cannot inflate beyond the cap. A response already read is
-    simply truncated.
-    """
-    if limit <= 0:
-        return b""
-    try:
-        return response.content[:limit]
-    except httpx.ResponseNotRead:
-        pass
-    body = bytearray()
-    async for chunk in response.aiter_raw():
-        body += chunk[: limit - len(body)]
-        if len(body) >= limit:
-            break
-    return bytes(body)
