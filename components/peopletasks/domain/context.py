@@ -6,11 +6,14 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from peopletasks.domain.waiting import DecisionHub
 from peopletasks.signing import Signer
 from peopletasks.store import Database
+
+if TYPE_CHECKING:
+    from peopletasks.domain.events import Handoff
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -76,6 +79,8 @@ class Domain:
     deadlines: DeadlineAlarm = field(init=False)
     #: Wakes those waiting for a task's decision (long polls).
     decisions: DecisionHub = field(init=False)
+    #: This process's running dispatcher, which takes fresh deliveries at commit.
+    handoff: Handoff | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.token_cache = TTLCache(self.auth_cache_seconds)

@@ -4,20 +4,45 @@ Every status change (approved, rejected, due) calls `record_status_event` on
 the connection that made the change, so the change and its webhook deliveries
 commit together or not at all. The dispatcher (peopletasks.webhooks) sends
 them afterwards.
+
+The fast path: when this process runs a dispatcher with room (`Domain.handoff`),
+the deliveries are written already claimed by it (a lease, as a claim would) and
+handed to it the moment the transaction commits, so no claim query stands between
+a decision and its webhooks. Should the process die first, the lease expires and
+any dispatcher attempts them: nothing is lost either way.
 """
 
 from __future__ import annotations
 
 import secrets
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Protocol
 
 import orjson
 from sqlalchemy import Row, insert, select
 
+from peopletasks.domain.deliveries import ClaimedDelivery
 from peopletasks.domain.views import task_view
-from peopletasks.store.database import Conn
+from peopletasks.store.database import Conn, after_commit
 from peopletasks.store.tables import webhook_deliveries, webhook_events, webhooks
 from peopletasks.timeutil import utcnow
+
+
+class Handoff(Protocol):
+    """A dispatcher in this process that takes fresh deliveries straight from commit."""
+
+    @property
+    def lease_seconds(self) -> float:
+        """How long a handed-over delivery stays claimed."""
+        ...
+
+    def room(self) -> int:
+        """How many more deliveries it would start now."""
+        ...
+
+    def take(self, deliveries: list[ClaimedDelivery]) -> None:
+        """Start these (already claimed) deliveries."""
+        ...
 
 
 def event_type(status: str) -> str:
@@ -29,52 +54,100 @@ def event_body(task: dict[str, Any], type_: str) -> str:
     return orjson.dumps({"type": type_, **task}).decode()
 
 
-async def record_status_event(conn: Conn, task_row: Row[Any]) -> int:
+async def record_status_event(
+    conn: Conn, task_row: Row[Any], handoff: Handoff | None = None
+) -> int:
     """Write the event of `task_row`'s new status and a delivery per active webhook.
 
-    Returns how many deliveries were written (0 when the task has no webhooks).
+    With a `handoff` that has room, the deliveries are claimed for it and handed
+    over after commit. Returns how many deliveries were written.
     """
     hooks = (
         await conn.execute(
-            select(webhooks.c.id).where(
-                webhooks.c.task_seq == task_row.seq, webhooks.c.disabled_at.is_(None)
-            )
+            select(
+                webhooks.c.id,
+                webhooks.c.public_id,
+                webhooks.c.kind,
+                webhooks.c.url,
+                webhooks.c.target,
+                webhooks.c.key_id,
+            ).where(webhooks.c.task_seq == task_row.seq, webhooks.c.disabled_at.is_(None))
         )
     ).all()
     if not hooks:
         return 0
     now = utcnow()
     type_ = event_type(task_row.status)
+    message_id = f"msg_{secrets.token_hex(12)}"
+    body = event_body(task_view(task_row), type_)
     event_id = (
         await conn.execute(
             webhook_events.insert()
             .values(
-                public_id=f"msg_{secrets.token_hex(12)}",
+                public_id=message_id,
                 org_id=task_row.org_id,
                 task_seq=task_row.seq,
                 type=type_,
-                body=event_body(task_view(task_row), type_),
+                body=body,
                 created_at=now,
             )
             .returning(webhook_events.c.id)
         )
     ).scalar_one()
-    await conn.execute(
-        insert(webhook_deliveries),
-        [
-            {
-                "public_id": secrets.token_hex(12),
-                "event_id": event_id,
-                "webhook_id": hook.id,
-                "status": "pending",
-                "attempts": 0,
-                "next_attempt_at": now,
-                "created_at": now,
-            }
-            for hook in hooks
-        ],
-    )
+    handing = handoff is not None and handoff.room() >= len(hooks)
+    claim: dict[str, Any] = {"attempts": 0, "claimed_until": None}
+    if handoff is not None and handing:
+        claim = {"attempts": 1, "claimed_until": now + timedelta(seconds=handoff.lease_seconds)}
+    rows = [
+        {
+            "public_id": secrets.token_hex(12),
+            "event_id": event_id,
+            "webhook_id": hook.id,
+            "status": "pending",
+            "next_attempt_at": now,
+            "created_at": now,
+            **claim,
+        }
+        for hook in hooks
+    ]
+    if not handing:
+        await conn.execute(insert(webhook_deliveries), rows)
+        return len(hooks)
+    assert handoff is not None
+    ids = [
+        (
+            await conn.execute(
+                insert(webhook_deliveries).values(row).returning(webhook_deliveries.c.id)
+            )
+        ).scalar_one()
+        for row in rows
+    ]
+    claimed = [
+        _claimed(delivery_id, hook, message_id, type_, body, now)
+        for delivery_id, hook in zip(ids, hooks, strict=True)
+    ]
+    registered = after_commit(lambda: handoff.take(claimed))
+    assert registered, "record_status_event runs inside Database.write()"
     return len(hooks)
 
 
-__all__ = ["event_body", "event_type", "record_status_event"]
+def _claimed(
+    delivery_id: int, hook: Any, message_id: str, type_: str, body: str, now: datetime
+) -> ClaimedDelivery:
+    return ClaimedDelivery(
+        id=delivery_id,
+        attempt=1,
+        message_id=message_id,
+        event_type=type_,
+        body=body,
+        event_created_at=now,
+        webhook_id=hook.id,
+        webhook_public_id=hook.public_id,
+        kind=hook.kind,
+        url=hook.url,
+        target=hook.target,
+        key_id=hook.key_id,
+    )
+
+
+__all__ = ["Handoff", "event_body", "event_type", "record_status_event"]

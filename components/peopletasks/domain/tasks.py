@@ -316,6 +316,7 @@ def _decidable(now: datetime, from_status: Status) -> ColumnElement[bool]:
 
 
 async def _decide(
+    domain: Domain,
     conn: Conn,
     principal: Principal,
     task_id: str,
@@ -356,7 +357,7 @@ async def _decide(
                     now,
                     comment,
                 )
-                await record_status_event(conn, updated)
+                await record_status_event(conn, updated, domain.handoff)
                 await announce(conn, updated.id)
                 return cast(Row[Any], updated)
     # Why not? Read the task as it stands and say.
@@ -366,14 +367,14 @@ async def _decide(
     if row.approver != principal.email:
         raise Forbidden(f"only the approver ({row.approver}) may decide this task")
     if row.status == Status.PENDING.value:  # its deadline has passed: it is due now
-        row = await _expire(conn, row, now)
+        row = await _expire(domain, conn, row, now)
         raise Conflict(
             "the deadline has passed; the task is due", task=task_view(row), code="deadline_passed"
         )
     raise Conflict(f"the task is already {row.status}", task=task_view(row), code="already_decided")
 
 
-async def _expire(conn: Conn, row: Row[Any], now: datetime) -> Row[Any]:
+async def _expire(domain: Domain, conn: Conn, row: Row[Any], now: datetime) -> Row[Any]:
     expired = (
         await conn.execute(
             tasks.update()
@@ -387,7 +388,7 @@ async def _expire(conn: Conn, row: Row[Any], now: datetime) -> Row[Any]:
             Row[Any], (await conn.execute(select(tasks).where(tasks.c.seq == row.seq))).one()
         )
     await _record(conn, row.seq, Status.PENDING.value, Status.DUE.value, None, now)
-    await record_status_event(conn, expired)
+    await record_status_event(conn, expired, domain.handoff)
     await announce(conn, expired.id)
     return cast(Row[Any], expired)
 
@@ -404,7 +405,9 @@ async def decide_task(
         raise ValidationFailed.field("status", "a decision is approved or rejected")
     try:
         async with domain.db.write() as conn:
-            row = await _keeping_expiry(conn, _decide(conn, principal, task_id, decision, comment))
+            row = await _keeping_expiry(
+                conn, _decide(domain, conn, principal, task_id, decision, comment)
+            )
     finally:
         domain.outbox_ready.set()
         domain.decisions.notify(task_id)
@@ -482,7 +485,13 @@ async def edit_task(
                 updated = await _keeping_expiry(
                     conn,
                     _decide(
-                        conn, principal, task_id, Status(status), given.get("comment"), changes
+                        domain,
+                        conn,
+                        principal,
+                        task_id,
+                        Status(status),
+                        given.get("comment"),
+                        changes,
                     ),
                 )
             finally:
@@ -529,7 +538,7 @@ async def expire_due_tasks(domain: Domain, *, limit: int = 500) -> int:
         deliveries = 0
         for row in rows:
             await _record(conn, row.seq, Status.PENDING.value, Status.DUE.value, None, now)
-            deliveries += await record_status_event(conn, row)
+            deliveries += await record_status_event(conn, row, domain.handoff)
             await announce(conn, row.id)
     if deliveries:
         domain.outbox_ready.set()

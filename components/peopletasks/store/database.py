@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -24,6 +25,23 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 T = TypeVar("T")
+
+#: Callbacks of the current `Database.write()` transaction, run once it has committed.
+_after_commit: ContextVar[list[Callable[[], None]] | None] = ContextVar(
+    "peopletasks_after_commit", default=None
+)
+
+
+def after_commit(callback: Callable[[], None]) -> bool:
+    """Run `callback` once the current `write()` transaction commits (never on rollback).
+
+    False (and nothing registered) outside a `write()` block.
+    """
+    callbacks = _after_commit.get()
+    if callbacks is None:
+        return False
+    callbacks.append(callback)
+    return True
 
 
 class Conn(Protocol):
@@ -130,7 +148,20 @@ class Database:
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[Conn]:
-        """A transaction that commits on success and rolls back on error."""
+        """A transaction that commits on success and rolls back on error; then runs the
+        callbacks registered with `after_commit` (only after a commit)."""
+        callbacks: list[Callable[[], None]] = []
+        token = _after_commit.set(callbacks)
+        try:
+            async with self._transaction() as conn:
+                yield conn
+        finally:
+            _after_commit.reset(token)
+        for callback in callbacks:
+            callback()
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[Conn]:
         if self._sqlite_writer is None:
             assert self.engine is not None
             async with self.engine.begin() as connection:

@@ -92,7 +92,7 @@ class Dispatcher:
         self.sender = sender
         self.strategy = strategy or RetryStrategy()
         self.concurrency = concurrency
-        self.lease_seconds = lease_seconds
+        self._lease_seconds = lease_seconds
         self.poll_seconds = poll_seconds
         self.attempt_timeout = attempt_timeout
         self._inflight: set[asyncio.Task[None]] = set()
@@ -100,8 +100,27 @@ class Dispatcher:
 
     # -- the loop ---------------------------------------------------------------
 
+    @property
+    def lease_seconds(self) -> float:  # for Handoff
+        return self._lease_seconds
+
+    def room(self) -> int:
+        """Deliveries it would start now (the fast path from commit; see domain.events)."""
+        return self.concurrency - len(self._inflight)
+
+    def take(self, deliveries: list[ClaimedDelivery]) -> None:
+        """Start deliveries claimed for this dispatcher as their decision committed."""
+        for delivery in deliveries:
+            self._start(delivery)
+
+    def _start(self, delivery: ClaimedDelivery) -> None:
+        task = asyncio.create_task(self._attempt(delivery), name=f"delivery-{delivery.id}")
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+
     async def run(self) -> None:
         flusher = asyncio.create_task(self._flush_results(), name="webhook-results")
+        self.domain.handoff = self
         try:
             while True:
                 try:
@@ -112,6 +131,8 @@ class Dispatcher:
                     log.exception("dispatcher step failed; retrying shortly")
                     await asyncio.sleep(self.poll_seconds)
         finally:
+            if self.domain.handoff is self:
+                self.domain.handoff = None
             # Shut down within a bounded time: unfinished attempts keep their lease
             # and are made again by the next dispatcher.
             for task in list(self._inflight):
@@ -130,11 +151,9 @@ class Dispatcher:
         wanted = min(free, CLAIM_BATCH)
         claimed: list[ClaimedDelivery] = []
         if wanted > 0 and await has_due_deliveries(self.domain):
-            claimed = await claim_deliveries(self.domain, wanted, self.lease_seconds)
+            claimed = await claim_deliveries(self.domain, wanted, self._lease_seconds)
         for delivery in claimed:
-            task = asyncio.create_task(self._attempt(delivery), name=f"delivery-{delivery.id}")
-            self._inflight.add(task)
-            task.add_done_callback(self._inflight.discard)
+            self._start(delivery)
         if claimed and len(claimed) == wanted:
             return  # there may be more right away
         if free <= 0:
