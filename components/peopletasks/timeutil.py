@@ -47,6 +47,7 @@ def format_datetime(value: datetime | None) -> str | None:
     """ISO 8601 in UTC with `Z`; milliseconds only when there are any."""
     if value is None:
         return None
-    value = value.astimezone(UTC)
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
     spec = "milliseconds" if value.microsecond else "seconds"
-    return value.replace(tzinfo=None).isoformat(timespec=spec) + "Z"
+    return value.isoformat(timespec=spec)[:-6] + "Z"  # without "+00:00"
