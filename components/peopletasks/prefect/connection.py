@@ -50,6 +50,8 @@ async def connect(service: ServiceLike = None, backend: BackendLike = None) -> A
 
 def is_idempotent(service: ServiceLike = None, backend: BackendLike = None) -> bool:
     """Whether the chosen system itself answers the same task for a repeated request key."""
+    if isinstance(service, TaskBackend) and backend is None:
+        return service.idempotent_create
     if backend is None:
         return True  # our service (a block, a name, a client or the environment)
     if isinstance(backend, TaskBackend):
@@ -61,6 +63,8 @@ def is_idempotent(service: ServiceLike = None, backend: BackendLike = None) -> b
 
 def resumes_flow_runs(service: ServiceLike = None, backend: BackendLike = None) -> bool:
     """Whether the system can resume a suspended flow run (webhooks): only our service."""
+    if isinstance(service, TaskBackend) and backend is None:
+        return service.resumes_flow_runs
     if backend is None:
         return True
     if isinstance(backend, TaskBackend):
@@ -71,6 +75,8 @@ def resumes_flow_runs(service: ServiceLike = None, backend: BackendLike = None) 
 
 
 def system_name(service: ServiceLike = None, backend: BackendLike = None) -> str:
+    if isinstance(service, TaskBackend) and backend is None:
+        return service.name
     if backend is None:
         return PeopleTaskClient.name
     if isinstance(backend, TaskBackend):
