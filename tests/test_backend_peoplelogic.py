@@ -298,3 +298,35 @@ async def test_the_status_mapping_and_an_overdue_task(peoplelogic: PeoplelogicSt
             title="Old too", approver=LEAD, requester="ann", decision_by="2020-01-01"
         )
         assert (await patient.read_outcome(other["id"])).status == "pending"
+
+
+async def test_from_the_environment(
+    peoplelogic: PeoplelogicStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from peopletasks.prefect.connection import connect
+
+    monkeypatch.setenv("PEOPLETASKS_PEOPLELOGIC_URL", peoplelogic.url)
+    monkeypatch.setenv("PEOPLETASKS_PEOPLELOGIC_TOKEN", peoplelogic.token)
+    monkeypatch.setenv("PEOPLETASKS_PEOPLELOGIC_ENTITY", peoplelogic.entity)
+    monkeypatch.setenv("PEOPLETASKS_PEOPLELOGIC_APPROVED", "approved, ok")
+    async with connect(backend="peoplelogic") as backend:
+        created = await backend.create_task(title="From env", approver=LEAD, requester="ann")
+        peoplelogic.decide(created["id"], "OK", by=LEAD)
+        assert (await backend.read_outcome(created["id"])).status == "approved"
+    monkeypatch.delenv("PEOPLETASKS_PEOPLELOGIC_ENTITY")
+    with pytest.raises(ValueError, match="entity"):
+        async with connect(backend="peoplelogic"):
+            pass
+
+
+@pytest.mark.usefixtures("prefect_api")
+async def test_a_saved_block_by_name(peoplelogic: PeoplelogicStandIn) -> None:
+    from peopletasks.prefect.connection import connect
+
+    block = PeoplelogicTasks(
+        url=peoplelogic.url, token=peoplelogic.token, entity=peoplelogic.entity
+    )
+    await block.save("backend-test", overwrite=True)
+    async with connect(backend="peoplelogic-tasks/backend-test") as backend:
+        created = await backend.create_task(title="From a block", approver=LEAD, requester="ann")
+    assert peoplelogic.named("From a block")[0]["id"] == created["id"]

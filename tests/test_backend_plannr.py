@@ -267,3 +267,17 @@ async def test_the_status_mapping(plannr: PlannrStandIn) -> None:
         assert (await backend.read_outcome(task["uuid"])).status == "rejected"
         plannr.decide(task["uuid"], "Complete", by="lena")
         assert (await backend.read_outcome(task["uuid"])).status == "approved"
+
+
+async def test_from_the_environment(plannr: PlannrStandIn, monkeypatch: pytest.MonkeyPatch) -> None:
+    from peopletasks.prefect.connection import connect
+
+    monkeypatch.setenv("PEOPLETASKS_PLANNR_URL", plannr.url)
+    monkeypatch.setenv("PEOPLETASKS_PLANNR_TOKEN", plannr.token)
+    monkeypatch.setenv("PEOPLETASKS_PLANNR_ACCOUNT_UUID", plannr.account_uuid)
+    monkeypatch.setenv("PEOPLETASKS_PLANNR_REJECTED", "Rejected, Declined")
+    async with connect(backend="plannr") as backend:
+        created = await backend.create_task(title="From env", approver="", requester="ann")
+        plannr.decide(created["uuid"], "Rejected", by="adam")
+        outcome = await backend.read_outcome(created["uuid"])
+    assert (outcome.status, outcome.decided_by) == ("rejected", plannr.people["adam"]["uuid"])

@@ -168,7 +168,7 @@ class PeoplelogicBackend(TaskBackend):
         created = await self._api.call(
             f"create Peoplelogic task (POST {path})", "POST", path, json=body, idempotent=False
         )
-        return dict(created)
+        return public_task(dict(created))  # what may be persisted holds no mapping secrets
 
     async def get_task(self, task_id: str) -> dict[str, Any]:
         path = f"/api/v1/task/{task_id}"
