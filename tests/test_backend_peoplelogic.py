@@ -330,3 +330,26 @@ async def test_a_saved_block_by_name(peoplelogic: PeoplelogicStandIn) -> None:
     async with connect(backend="peoplelogic-tasks/backend-test") as backend:
         created = await backend.create_task(title="From a block", approver=LEAD, requester="ann")
     assert peoplelogic.named("From a block")[0]["id"] == created["id"]
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_an_overdue_task_ends_the_wait_only_when_asked(peoplelogic: PeoplelogicStandIn) -> None:
+    from peopletasks import ApprovalDue
+
+    @flow
+    async def ask(title: str, on_due: str) -> Decision:
+        return await arequest_approval(
+            title,
+            LEAD,
+            "ann",
+            decision_by="2020-01-01",
+            backend=backend_for(peoplelogic, overdue_ends_wait=True),
+            on_due=on_due,  # type: ignore[arg-type]
+            wait="poll",
+            poll_interval=0.1,
+        )
+
+    rejected = asyncio.run(ask("Late reject", "reject"))
+    assert (rejected.status, rejected.approved) == ("rejected", False)
+    with pytest.raises(ApprovalDue, match=r"2020-01-02T00:00:00Z"):
+        asyncio.run(ask("Late raise", "raise"))

@@ -43,6 +43,7 @@ from peopletasks.prefect.connection import (
     system_name,
 )
 from peopletasks.prefect.decision import SECRET_FIELDS, Decision, DecisionInput
+from peopletasks.timeutil import format_datetime
 
 WaitMode = Literal["pause", "suspend", "poll"]
 OnDue = Literal["return", "reject", "raise"]
@@ -348,12 +349,9 @@ async def wait_for_decision(
     task_dict = {"id": task} if isinstance(task, str) else task
     async with connect(service, backend) as client:
         if not isinstance(client, PeopleTaskClient):
-            return _apply_on_due(
-                Decision.from_outcome(
-                    await _wait_polling(client, task_dict, wait, timeout, poll_interval)
-                ),
-                on_due,
-            )
+            outcome = await _wait_polling(client, task_dict, wait, timeout, poll_interval)
+            due_at = format_datetime(outcome.due_at)
+            return _apply_on_due(Decision.from_outcome(outcome), on_due, due_at)
         if wait == "poll":
             final = await _poll_until_decided(
                 client, task_dict["id"], timeout=timeout, poll_interval=poll_interval
