@@ -25,3 +25,31 @@ def test_the_service_does_not_need_prefect_at_import() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_task_system_backends_are_exported() -> None:
+    for name in (
+        "TaskBackend",
+        "TaskOutcome",
+        "PeopleTaskClient",
+        "PeoplelogicBackend",
+        "PlannrBackend",
+        "PeoplelogicTasks",
+        "PlannrTasks",
+    ):
+        assert name in peopletasks.__all__, name
+    assert issubclass(peopletasks.PeoplelogicBackend, peopletasks.TaskBackend)
+    assert issubclass(peopletasks.PlannrBackend, peopletasks.TaskBackend)
+    assert issubclass(peopletasks.PeopleTaskClient, peopletasks.TaskBackend)
+
+
+def test_the_backend_clients_do_not_need_prefect_at_import() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from peopletasks import PeoplelogicBackend, PlannrBackend, PeopleTaskClient; "
+        "print('prefect' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -29,6 +29,12 @@ __all__ = [
     "PeopleTaskClient",
     "PeopleTaskMail",
     "PeopleTaskService",
+    "PeoplelogicBackend",
+    "PeoplelogicTasks",
+    "PlannrBackend",
+    "PlannrTasks",
+    "TaskBackend",
+    "TaskOutcome",
     "__version__",
     "arequest_approval",
     "arequest_approval_email",
@@ -48,6 +54,12 @@ _LAZY = {
     "DecisionInput": "peopletasks.prefect.decision",
     "PeopleTaskMail": "peopletasks.prefect.blocks",
     "PeopleTaskService": "peopletasks.prefect.blocks",
+    "PeoplelogicBackend": "peopletasks.backends.peoplelogic",
+    "PeoplelogicTasks": "peopletasks.prefect.blocks",
+    "PlannrBackend": "peopletasks.backends.plannr",
+    "PlannrTasks": "peopletasks.prefect.blocks",
+    "TaskBackend": "peopletasks.backends.base",
+    "TaskOutcome": "peopletasks.backends.base",
     "arequest_approval": "peopletasks.prefect.approval",
     "arequest_approval_email": "peopletasks.prefect.approval",
     "create_approval_task": "peopletasks.prefect.approval",
@@ -58,6 +70,9 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
+    from peopletasks.backends.base import TaskBackend, TaskOutcome
+    from peopletasks.backends.peoplelogic import PeoplelogicBackend
+    from peopletasks.backends.plannr import PlannrBackend
     from peopletasks.backends.service import PeopleTaskClient
     from peopletasks.errors import ApprovalDue, BackendError
     from peopletasks.prefect.approval import (
@@ -69,7 +84,12 @@ if TYPE_CHECKING:
         send_approval_email,
         wait_for_decision,
     )
-    from peopletasks.prefect.blocks import PeopleTaskMail, PeopleTaskService
+    from peopletasks.prefect.blocks import (
+        PeoplelogicTasks,
+        PeopleTaskMail,
+        PeopleTaskService,
+        PlannrTasks,
+    )
     from peopletasks.prefect.decision import Decision, DecisionInput
 
 

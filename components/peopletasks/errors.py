@@ -85,14 +85,33 @@ class ValidationFailed(PeopleTaskError):
 
 
 class BackendError(Exception):
-    """A call to a task system failed: which call, the HTTP status, and what it said."""
+    """A call to a task system failed: which call, the HTTP status, and what it said.
 
-    def __init__(self, call: str, message: str, *, status_code: int | None = None) -> None:
+    `outcome_unknown`: the request may have been carried out (no answer, or a 5xx to a
+    call that is not safe to repeat), so repeating it could do it twice.
+    """
+
+    def __init__(
+        self,
+        call: str,
+        message: str,
+        *,
+        status_code: int | None = None,
+        outcome_unknown: bool = False,
+    ) -> None:
         detail = f" (HTTP {status_code})" if status_code is not None else ""
         super().__init__(f"{call} failed{detail}: {message}")
         self.call = call
         self.status_code = status_code
         self.detail = message
+        self.outcome_unknown = outcome_unknown
+
+    @property
+    def worth_retrying(self) -> bool:
+        """Trying again later may succeed (unreachable, 429, 5xx) and cannot do it twice."""
+        if self.outcome_unknown:
+            return False
+        return self.status_code is None or self.status_code == 429 or self.status_code >= 500
 
 
 class ApprovalDue(Exception):

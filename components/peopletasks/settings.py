@@ -10,15 +10,17 @@
 | PEOPLETASKS_AUTH_CACHE_SECONDS | how long a verified API token is remembered in-process |
 | PEOPLETASKS_WEBHOOK_* | delivery timeout, retry base / max delay / horizon, concurrency |
 | PEOPLETASKS_BACKGROUND_WORKERS | run the dispatcher and deadline scheduler (default true) |
+| PEOPLETASKS_PEOPLELOGIC_* | `PeoplelogicBackend.from_env()`: URL, TOKEN, ENTITY, APPROVED ... |
+| PEOPLETASKS_PLANNR_* | `PlannrBackend.from_env()`: URL, TOKEN, ACCOUNT_UUID, APPROVED ... |
 """
 
 from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_DATABASE_PATH = Path(".peopletasks") / "peopletasks.db"
@@ -105,6 +107,46 @@ class Settings(BaseSettings):
             if not keys:
                 keys = [DEVELOPMENT_SECRET_KEY]
         return [k.encode() for k in keys]
+
+
+def _comma_list(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class PeoplelogicSettings(BaseSettings):
+    """`PEOPLETASKS_PEOPLELOGIC_*`: a Peoplelogic backend from the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="PEOPLETASKS_PEOPLELOGIC_", extra="ignore")
+
+    url: str = "https://api.peoplelogic.dev"
+    token: SecretStr = SecretStr("")
+    entity: str = ""
+    approved: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["done"])
+    rejected: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["cancelled"])
+    assignee_type: str = "user"
+    overdue_ends_wait: bool = False
+
+    _split = field_validator("approved", "rejected", mode="before")(_comma_list)
+
+
+class PlannrSettings(BaseSettings):
+    """`PEOPLETASKS_PLANNR_*`: a Plannr backend from the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="PEOPLETASKS_PLANNR_", extra="ignore")
+
+    url: str = "https://api.plannrcrm.com"
+    token: SecretStr = SecretStr("")
+    account_uuid: str = ""
+    approved: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    rejected: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["Rejected"])
+    taskable_type: Literal["client", "case", "plan"] | None = None
+    taskable_uuid: str | None = None
+    request_key_field: str | None = None
+    overdue_ends_wait: bool = False
+
+    _split = field_validator("approved", "rejected", mode="before")(_comma_list)
 
 
 @functools.lru_cache(maxsize=1)

@@ -1,29 +1,33 @@
-"""The client of our People Task service (what the Prefect components use).
+"""The client of our People Task service (the default backend of the Prefect components).
 
-Async, over HTTP only (a flow may run on any worker, anywhere): retries
-connection failures, 429 and 5xx with backoff (honouring `Retry-After`), and
-turns every other failure into a `BackendError` that says which call failed
-and why (the service's error message included).
+Async, over HTTP only (a flow may run on any worker, anywhere), through the shared
+loop of `backends.http`: retries connection failures, 429 and 5xx with backoff
+(honouring `Retry-After`), and turns every other failure into a `BackendError` that
+says which call failed and why (the service's error message included).
 """
 
 from __future__ import annotations
 
-import asyncio
-import random
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
-import httpx
-
-from peopletasks import __version__
+from peopletasks.backends.base import TaskBackend, TaskOutcome, parse_when
+from peopletasks.backends.http import HttpApi, backoff
 from peopletasks.errors import BackendError
-from peopletasks.timeutil import utcnow
-from peopletasks.webhooks.retry import parse_retry_after
 
 RETRYABLE = {429, 500, 502, 503, 504}
+#: Fields of a created task that only its creator may see.
+SECRET_FIELDS = frozenset({"approverSecret", "requesterSecret", "links"})
+
+_backoff = backoff  # the name older code imported
 
 
-class PeopleTaskClient:
+class PeopleTaskClient(TaskBackend):
     """`async with PeopleTaskClient(url, token) as client: await client.create_task(...)`."""
+
+    name: ClassVar[str] = "the People Task service"
+    idempotent_create: ClassVar[bool] = True  # the service answers a used requestKey's task
+    resumes_flow_runs: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -36,46 +40,34 @@ class PeopleTaskClient:
     ) -> None:
         self.url = url.rstrip("/")
         self.retries = retries
-        self._http = httpx.AsyncClient(
-            base_url=f"{self.url}/people-task",
-            headers={
-                "Authorization": f"Bearer {token}",
-                "User-Agent": f"peopletasks/{__version__}",
-            },
-            timeout=httpx.Timeout(timeout, connect=10.0),
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=100),
+        self._api = HttpApi(
+            f"{self.url}/people-task",
+            {"Authorization": f"Bearer {token}"},
+            system="the People Task service",
+            timeout=timeout,
+            retries=retries,
+            max_connections=max_connections,
         )
 
     async def __aenter__(self) -> PeopleTaskClient:
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self._api.aclose()
 
     async def _call(
-        self, call: str, method: str, path: str, *, timeout: float | None = None, **kwargs: Any
+        self,
+        call: str,
+        method: str,
+        path: str,
+        *,
+        timeout: float | None = None,
+        idempotent: bool = True,
+        **kwargs: Any,
     ) -> Any:
-        for attempt in range(self.retries + 1):
-            try:
-                if timeout is not None:
-                    kwargs["timeout"] = timeout
-                response = await self._http.request(method, path, **kwargs)
-            except httpx.TransportError as exc:
-                if attempt == self.retries:
-                    raise BackendError(call, f"cannot reach {self.url}: {exc!r}") from exc
-                await asyncio.sleep(_backoff(attempt))
-                continue
-            if response.status_code in RETRYABLE and attempt < self.retries:
-                wait = parse_retry_after(response.headers.get("retry-after"), utcnow())
-                await asyncio.sleep(_backoff(attempt) if wait is None else min(wait, 60.0))
-                continue
-            if response.is_success:
-                return response.json() if response.content else None
-            raise BackendError(call, _message(response), status_code=response.status_code)
-        raise AssertionError("unreachable")  # pragma: no cover
+        return await self._api.call(
+            call, method, path, timeout=timeout, idempotent=idempotent, **kwargs
+        )
 
     async def create_task(
         self,
@@ -86,6 +78,7 @@ class PeopleTaskClient:
         description: str = "",
         decision_by: str | None = None,
         request_key: str | None = None,
+        extra: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Create (or, with a used `request_key`, find) a task: with secrets and links."""
         body: dict[str, Any] = {
@@ -98,10 +91,52 @@ class PeopleTaskClient:
             body["decisionBy"] = decision_by
         if request_key is not None:
             body["requestKey"] = request_key
-        return dict(await self._call("create task", "POST", "/tasks", json=body))
+        body.update(extra or {})
+        # Repeating a create is safe only when the service can recognise it.
+        return dict(
+            await self._call(
+                "create task", "POST", "/tasks", json=body, idempotent=request_key is not None
+            )
+        )
 
     async def get_task(self, task_id: str) -> dict[str, Any]:
         return dict(await self._call("read task", "GET", f"/tasks/{task_id}"))
+
+    async def update_task(
+        self,
+        task_id: str,
+        *,
+        title: str | None = None,
+        description: str | None = None,
+        decision_by: str | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """`PUT /tasks/{id}` with the given fields (absent ones stay)."""
+        fields = {"title": title, "description": description, "decisionBy": decision_by}
+        body: dict[str, Any] = {k: v for k, v in fields.items() if v is not None}
+        body.update(extra or {})
+        return dict(await self._call("update task", "PUT", f"/tasks/{task_id}", json=body))
+
+    async def add_note(self, task_id: str, text: str) -> dict[str, Any]:
+        # The notes endpoint (POST /tasks/{id}/notes {"text": ...}) is not in this
+        # service yet; once it is, this becomes one `_call("add note", "POST", ...)`.
+        raise BackendError(
+            "add note",
+            "this People Task service has no task notes yet (POST /tasks/{id}/notes)",
+        )
+
+    def outcome(self, task: dict[str, Any]) -> TaskOutcome:
+        public = {k: v for k, v in task.items() if k not in SECRET_FIELDS}
+        status = task.get("status", "pending")
+        return TaskOutcome(
+            task_id=str(task["id"]),
+            status=status if status in ("approved", "rejected", "due") else "pending",
+            decided_by=task.get("decidedBy"),
+            decided_at=parse_when(task.get("decidedAt")),
+            comment=task.get("comment"),
+            due_at=parse_when(task.get("decisionBy")),
+            task=public,
+        )
 
     async def wait(self, task_id: str, timeout: float = 25.0) -> dict[str, Any]:
         """Long poll: the task once decided, or as it stands after `timeout` seconds."""
@@ -146,15 +181,3 @@ class PeopleTaskClient:
         return dict(
             await self._call(f"{action} task", "PUT", f"/tasks/{task_id}/{action}", json=body)
         )
-
-
-def _backoff(attempt: int) -> float:
-    return float(min(10.0, 0.5 * 2**attempt) * random.uniform(0.5, 1.0))
-
-
-def _message(response: httpx.Response) -> str:
-    try:
-        error = response.json()["error"]
-        return str(error.get("message") or error)
-    except (ValueError, KeyError, TypeError):
-        return response.text[:500] or response.reason_phrase

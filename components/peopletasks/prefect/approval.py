@@ -1,35 +1,55 @@
 """request_approval and request_approval_email, and the pieces they are made of.
 
 ```
-create_approval_task  (a Prefect task: idempotent per request via the service's requestKey)
+create_approval_task  (a Prefect task: idempotent per request via the service's requestKey;
+                       for Peoplelogic / Plannr, cached per flow run and request)
 send_approval_email   (a Prefect task: cached per task, so a re-run never mails twice)
 wait_for_decision     (pause | suspend | poll)
 ```
+
+`service=` picks our People Task service; `backend=` any task system
+(`PeoplelogicBackend`, `PlannrBackend`, their blocks, ...; see `prefect.connection`).
+Systems without webhooks are polled: `wait="pause"` polls while the run shows
+Paused, `wait="poll"` just polls, and `wait="suspend"` is refused before anything
+is created (nothing could resume the run).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import Awaitable
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-from prefect import task
+from prefect import State, Task, task
 from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import TaskRun
 from prefect.context import FlowRunContext, TaskRunContext
 from prefect.flow_runs import asuspend_flow_run
 from prefect.logging import get_run_logger
 from prefect.utilities.asyncutils import run_coro_as_sync
 
+from peopletasks.backends.base import TaskBackend, TaskOutcome
 from peopletasks.backends.service import PeopleTaskClient
 from peopletasks.errors import ApprovalDue, BackendError
 from peopletasks.prefect.blocks import smtp_config_from
-from peopletasks.prefect.connection import ServiceLike, connect
+from peopletasks.prefect.connection import (
+    BackendLike,
+    ServiceLike,
+    connect,
+    is_idempotent,
+    resumes_flow_runs,
+    system_name,
+)
 from peopletasks.prefect.decision import SECRET_FIELDS, Decision, DecisionInput
+from peopletasks.timeutil import format_datetime
 
 WaitMode = Literal["pause", "suspend", "poll"]
 OnDue = Literal["return", "reject", "raise"]
 LONG_POLL_SECONDS = 25.0
+WAIT_MODES = ("pause", "suspend", "poll")
+T = TypeVar("T")
 
 
 def _iso(value: str | datetime | None) -> str | None:
@@ -48,10 +68,20 @@ def request_key_for(key: str | None, *parts: Any) -> str | None:
     return f"{run_id}:{digest}" if run_id else digest
 
 
+def _worth_retrying(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
+    """Retry a failed create unless trying again cannot help (a 4xx) or could create a
+    second task (the system may have acted on a request it did not answer)."""
+    error = getattr(state, "data", None)
+    if isinstance(error, BackendError):
+        return error.worth_retrying
+    return True
+
+
 @task(
     name="create-approval-task",
     retries=3,
     retry_delay_seconds=[1, 5, 15],
+    retry_condition_fn=_worth_retrying,
     cache_policy=NO_CACHE,
     persist_result=False,
 )
@@ -64,22 +94,69 @@ async def create_approval_task(
     *,
     request_key: str | None = None,
     service: ServiceLike = None,
+    backend: BackendLike = None,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Create the people task (Appmixer's `created` port): with its secrets and links.
+    """Create the people task (Appmixer's `created` port): the task as the system returns it
+    (for our service with its secrets and links).
 
-    With the same `request_key` the service answers the task it already has.
+    With the same `request_key` our service answers the task it already has; Peoplelogic
+    and Plannr record the key on the task (`mappings` / a custom field), and
+    `arequest_approval` caches this step per flow run and key for them.
+    `extra`: system-specific fields added to the create body (e.g. Plannr's `priority`).
     """
-    async with connect(service) as client:
-        created = await client.create_task(
+    async with connect(service, backend) as client:
+        created: dict[str, Any] = await client.create_task(
             title=title,
             approver=approver,
             requester=requester,
             description=description,
             decision_by=_iso(decision_by),
             request_key=request_key,
+            extra=extra,
         )
-    get_run_logger().info("people task %s for %s", created["id"], approver)
+        task_id = client.task_id_of(created)
+        name = client.name
+    get_run_logger().info("task %s in %s for %s", task_id, name, approver)
     return created
+
+
+def _create_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str | None:
+    key = parameters.get("request_key")
+    if key is None:
+        return None
+    system = system_name(parameters.get("service"), parameters.get("backend"))
+    digest = hashlib.sha256(f"{system}:{key}".encode()).hexdigest()[:32]
+    return f"peopletasks-create-{digest}"
+
+
+def create_step(service: ServiceLike = None, backend: BackendLike = None) -> Any:
+    """`create_approval_task`, cached per request key when the system cannot de-duplicate
+    creates itself (a retried flow run then finds the task it created)."""
+    return create_approval_task if is_idempotent(service, backend) else _create_once_per_key
+
+
+_create_once_per_key = Task(
+    create_approval_task.fn,
+    name="create-approval-task",
+    retries=3,
+    retry_delay_seconds=[1, 5, 15],
+    retry_condition_fn=_worth_retrying,
+    cache_key_fn=_create_cache_key,
+    persist_result=True,
+    result_serializer="json",
+)
+
+
+def _check_wait(wait: str, service: ServiceLike, backend: BackendLike) -> None:
+    if wait not in WAIT_MODES:
+        raise ValueError(f"wait must be pause, suspend or poll, not {wait!r}")
+    if wait == "suspend" and not resumes_flow_runs(service, backend):
+        raise ValueError(
+            f"wait='suspend' needs a task system that resumes the flow run (our People Task "
+            f"service); {system_name(service, backend)} sends no webhooks: use wait='pause' "
+            "(polls while the run shows Paused) or wait='poll'"
+        )
 
 
 def _mail_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
@@ -176,7 +253,27 @@ async def _poll_until_decided(
         await asyncio.sleep(poll_interval)
 
 
-async def _pause_while(flow_run_id: Any, task_id: str, waiting: Any) -> dict[str, Any]:
+async def _poll_outcome(
+    backend: TaskBackend, task_id: str, *, timeout: float | None, poll_interval: float
+) -> TaskOutcome:
+    """Ask any backend every `poll_interval` s until the task is decided (or due)."""
+    loop = asyncio.get_running_loop()
+    give_up = None if timeout is None else loop.time() + timeout
+    while True:
+        try:
+            outcome = await backend.read_outcome(task_id)
+            if outcome.decided:
+                return outcome
+        except BackendError as exc:
+            if not exc.worth_retrying:
+                raise
+            # Unreachable, rate-limited or failing for now: keep waiting, gently.
+        if give_up is not None and loop.time() >= give_up:
+            raise TimeoutError(f"no decision on task {task_id} within {timeout} s")
+        await asyncio.sleep(poll_interval)
+
+
+async def _pause_while(flow_run_id: Any, task_id: str, waiting: Awaitable[T]) -> T:
     """Show the run as Paused in Prefect while `waiting` runs, then Running again."""
     from prefect import get_client
     from prefect.states import Paused
@@ -186,7 +283,7 @@ async def _pause_while(flow_run_id: Any, task_id: str, waiting: Any) -> dict[str
             flow_run_id, Paused(pause_key=f"peopletasks-{task_id}"), force=True
         )
         try:
-            result: dict[str, Any] = await waiting
+            result = await waiting
         finally:
             await prefect.resume_flow_run(flow_run_id)
     return result
@@ -226,6 +323,7 @@ async def wait_for_decision(
     wait: WaitMode = "pause",
     on_due: OnDue = "return",
     service: ServiceLike = None,
+    backend: BackendLike = None,
     timeout: float | None = None,
     poll_interval: float = 5.0,
 ) -> Decision:
@@ -239,11 +337,21 @@ async def wait_for_decision(
       deployment and persisted results.
     - `poll`: asks every `poll_interval` seconds; for networks with no inbound path.
 
+    With a `backend=` that has no webhooks (Peoplelogic, Plannr) the backend is polled
+    every `poll_interval` seconds: `pause` does so while the run shows Paused, `poll`
+    without, and `suspend` raises `ValueError`.
+
     On the deadline (`due`): `on_due="return"` gives the `due` decision,
-    `"reject"` treats it as rejected, `"raise"` raises `ApprovalDue`.
+    `"reject"` treats it as rejected, `"raise"` raises `ApprovalDue`. (Peoplelogic and
+    Plannr report `due` only when built with `overdue_ends_wait=True`.)
     """
+    _check_wait(wait, service, backend)
     task_dict = {"id": task} if isinstance(task, str) else task
-    async with connect(service) as client:
+    async with connect(service, backend) as client:
+        if not isinstance(client, PeopleTaskClient):
+            outcome = await _wait_polling(client, task_dict, wait, timeout, poll_interval)
+            due_at = format_datetime(outcome.due_at)
+            return _apply_on_due(Decision.from_outcome(outcome), on_due, due_at)
         if wait == "poll":
             final = await _poll_until_decided(
                 client, task_dict["id"], timeout=timeout, poll_interval=poll_interval
@@ -259,12 +367,28 @@ async def wait_for_decision(
                 final = await _pause_while(context.flow_run.id, task_dict["id"], waiting)
             else:
                 final = await waiting
-        else:
-            raise ValueError(f"wait must be pause, suspend or poll, not {wait!r}")
-    decision = Decision.from_task(final)
+    return _apply_on_due(Decision.from_task(final), on_due, final.get("decisionBy"))
+
+
+async def _wait_polling(
+    backend: TaskBackend,
+    task: dict[str, Any],
+    wait: WaitMode,
+    timeout: float | None,
+    poll_interval: float,
+) -> TaskOutcome:
+    task_id = backend.task_id_of(task)
+    waiting = _poll_outcome(backend, task_id, timeout=timeout, poll_interval=poll_interval)
+    context = FlowRunContext.get()
+    if wait == "pause" and context is not None and context.flow_run is not None:
+        return await _pause_while(context.flow_run.id, task_id, waiting)
+    return await waiting
+
+
+def _apply_on_due(decision: Decision, on_due: OnDue, decision_by: str | None = None) -> Decision:
     if decision.status == "due":
         if on_due == "raise":
-            raise ApprovalDue(decision.task_id, final.get("decisionBy"))
+            raise ApprovalDue(decision.task_id, decision_by)
         if on_due == "reject":
             decision = decision.model_copy(update={"status": "rejected", "approved": False})
     return decision
@@ -280,12 +404,19 @@ async def arequest_approval(
     wait: WaitMode = "pause",
     on_due: OnDue = "return",
     service: ServiceLike = None,
+    backend: BackendLike = None,
     timeout: float | None = None,
     poll_interval: float = 5.0,
     key: str | None = None,
 ) -> Decision:
-    """Ask `approver` to approve; wait; return the `Decision` (async flows)."""
-    created = await create_approval_task(
+    """Ask `approver` to approve; wait; return the `Decision` (async flows).
+
+    `backend=`: the task system (default: our People Task service, see `service=`).
+    """
+    _check_wait(wait, service, backend)
+    if service is not None and backend is not None:
+        raise TypeError("pass service= (our People Task service) or backend=, not both")
+    created = await create_step(service, backend)(
         title,
         approver,
         requester,
@@ -293,12 +424,14 @@ async def arequest_approval(
         decision_by,
         request_key=request_key_for(key, title, approver, requester, description, decision_by),
         service=service,
+        backend=backend,
     )
     return await wait_for_decision(
         created,
         wait=wait,
         on_due=on_due,
         service=service,
+        backend=backend,
         timeout=timeout,
         poll_interval=poll_interval,
     )
@@ -360,11 +493,15 @@ def request_approval(
     wait: WaitMode = "pause",
     on_due: OnDue = "return",
     service: ServiceLike = None,
+    backend: BackendLike = None,
     timeout: float | None = None,
     poll_interval: float = 5.0,
     key: str | None = None,
 ) -> Decision:
     """Ask `approver` to approve, wait, and return the `Decision`.
+
+    `backend=` picks the task system: our People Task service by default (`service=`),
+    or e.g. `PeoplelogicBackend(...)` / `PlannrBackend(...)` (polled; see docs/backends.md).
 
     Example:
         ```python
@@ -392,6 +529,7 @@ def request_approval(
             wait=wait,
             on_due=on_due,
             service=service,
+            backend=backend,
             timeout=timeout,
             poll_interval=poll_interval,
             key=key,

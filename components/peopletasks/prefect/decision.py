@@ -8,6 +8,8 @@ from typing import Any, Literal
 from prefect.input import RunInput
 from pydantic import BaseModel, Field
 
+from peopletasks.backends.base import TaskOutcome
+from peopletasks.backends.service import SECRET_FIELDS
 from peopletasks.templating import parse_iso
 
 
@@ -35,6 +37,21 @@ class Decision(BaseModel):
             task=public,
         )
 
+    @classmethod
+    def from_outcome(cls, outcome: TaskOutcome) -> Decision:
+        """From any backend's reading of a decided (or due) task."""
+        if outcome.status == "pending":
+            raise ValueError(f"task {outcome.task_id} is not decided yet")
+        return cls(
+            status=outcome.status,
+            approved=outcome.status == "approved",
+            task_id=outcome.task_id,
+            decided_by=outcome.decided_by,
+            decided_at=outcome.decided_at,
+            comment=outcome.comment,
+            task=outcome.task,
+        )
+
 
 class DecisionInput(RunInput):
     """The run input the service resumes a paused or suspended flow run with."""
@@ -47,4 +64,4 @@ class DecisionInput(RunInput):
     comment: str | None = None
 
 
-SECRET_FIELDS = frozenset({"approverSecret", "requesterSecret", "links"})
+__all__ = ["SECRET_FIELDS", "Decision", "DecisionInput"]
