@@ -12,7 +12,7 @@ from sqlalchemy import text
 from peopletasks import __version__
 from peopletasks.domain import Domain
 from peopletasks.errors import PeopleTaskError
-from peopletasks.service.auth import DomainDep
+from peopletasks.service.auth import DomainDep, security_in_openapi
 from peopletasks.service.errors import install_error_handlers
 from peopletasks.service.pages import router as pages_router
 from peopletasks.service.responses import FastJSONResponse, error_response, json
@@ -87,6 +87,14 @@ def create_app(settings: Settings | None = None, *, domain: Domain | None = None
     install_error_handlers(app)
     app.include_router(router)
     app.include_router(pages_router)
+    plain_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = security_in_openapi(plain_openapi())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.get(
         "/healthz",

@@ -13,11 +13,11 @@ from peopletasks.domain import tasks as task_ops
 from peopletasks.domain import webhooks as webhook_ops
 from peopletasks.domain.inputs import Decide, TaskCreate, TaskEdit, WebhookCreate
 from peopletasks.service.auth import (
-    BearerDep,
     DomainDep,
     PrincipalDep,
     SecretQuery,
     authenticate,
+    bearer_of,
     only_query_parameters,
 )
 from peopletasks.service.responses import json
@@ -232,14 +232,15 @@ async def edit_task(
 
 
 async def _decide(
-    domain: DomainDep,
-    bearer: BearerDep,
+    request: Request,
     task_id: str,
     secret: str | None,
     body: Decide | None,
     decision: Status,
 ) -> Any:
-    principal = await authenticate(domain, bearer, (body.secret if body else None) or secret)
+    domain = request.app.state.domain
+    given = (body.secret if body else None) or secret
+    principal = await authenticate(domain, bearer_of(request), given)
     comment = body.comment if body else None
     return json(await task_ops.decide_task(domain, principal, task_id, decision, comment))
 
@@ -256,15 +257,14 @@ DecideBody = Annotated[Decide | None, Body()]
     responses=error_responses(400, 401, 403, 404, 409, 422),
 )
 async def approve_task(
-    domain: DomainDep,
-    bearer: BearerDep,
+    request: Request,
     id: TaskId,
     secret: SecretQuery = None,
     body: DecideBody = None,
 ) -> Any:
     """The approver approves (approver secret in body or query, or the approver's token).
     The first decision wins; a later one gets 409 with the task as it stands."""
-    return await _decide(domain, bearer, id, secret, body, Status.APPROVED)
+    return await _decide(request, id, secret, body, Status.APPROVED)
 
 
 @router.put(
@@ -276,14 +276,13 @@ async def approve_task(
     responses=error_responses(400, 401, 403, 404, 409, 422),
 )
 async def reject_task(
-    domain: DomainDep,
-    bearer: BearerDep,
+    request: Request,
     id: TaskId,
     secret: SecretQuery = None,
     body: DecideBody = None,
 ) -> Any:
     """The approver rejects; as approve."""
-    return await _decide(domain, bearer, id, secret, body, Status.REJECTED)
+    return await _decide(request, id, secret, body, Status.REJECTED)
 
 
 @router.post(
