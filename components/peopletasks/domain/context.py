@@ -74,6 +74,8 @@ class Domain:
     wait_recheck_seconds: float = 5.0
     token_cache: TTLCache[str, object] = field(init=False)
     person_cache: TTLCache[str, object] = field(init=False)
+    #: (org id, approver, requester) -> the two secrets a new task answers with
+    secrets_cache: TTLCache[tuple[int, str, str], tuple[str, str]] = field(init=False)
     #: Set after a commit that wrote webhook deliveries: wakes the dispatcher.
     outbox_ready: asyncio.Event = field(init=False)
     deadlines: DeadlineAlarm = field(init=False)
@@ -85,6 +87,7 @@ class Domain:
     def __post_init__(self) -> None:
         self.token_cache = TTLCache(self.auth_cache_seconds)
         self.person_cache = TTLCache(self.auth_cache_seconds)
+        self.secrets_cache = TTLCache(self.auth_cache_seconds)
         self.outbox_ready = asyncio.Event()
         self.deadlines = DeadlineAlarm()
         self.decisions = DecisionHub()

@@ -16,8 +16,9 @@ import re
 import secrets
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from peopletasks.domain.context import Domain
 from peopletasks.domain.inputs import normalize_email
@@ -162,38 +163,45 @@ async def ensure_people(
         now = utcnow()
         for email, role in sorted(missing):
             await conn.execute(
-                _insert_ignore(conn)(people)
-                .values(
-                    public_id=secrets.token_hex(8),
-                    org_id=org_id,
-                    email=email,
-                    role=role.value,
-                    generation=0,
-                    created_at=now,
-                )
-                .on_conflict_do_nothing()
+                _insert_person(conn.dialect.name),
+                {
+                    "public_id": secrets.token_hex(8),
+                    "org_id": org_id,
+                    "email": email,
+                    "role": role.value,
+                    "generation": 0,
+                    "created_at": now,
+                },
             )
         found = await _load_people(conn, org_id, pairs)
     return found
 
 
-def _insert_ignore(conn: Conn):  # type: ignore[no-untyped-def]
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
+# Statements built once (values bound per call): building them per call, with their
+# values inside, cost more CPU than running them.
+_INSERT_PERSON: dict[str, Any] = {}
+_PEOPLE_OF = select(people).where(
+    people.c.org_id == bindparam("org_id"),
+    people.c.email.in_(bindparam("emails", expanding=True)),
+)
 
-        return pg_insert
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-    return sqlite_insert
+def _insert_person(dialect: str) -> Any:
+    statement = _INSERT_PERSON.get(dialect)
+    if statement is None:
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+        statement = _INSERT_PERSON[dialect] = insert(people).on_conflict_do_nothing()
+    return statement
 
 
 async def _load_people(
     conn: Conn, org_id: int, pairs: set[tuple[str, Role]]
 ) -> dict[tuple[str, str], _Person]:
-    emails = {email for email, _ in pairs}
-    rows = await conn.execute(
-        select(people).where(people.c.org_id == org_id, people.c.email.in_(emails))
-    )
+    emails = sorted({email for email, _ in pairs})
+    rows = await conn.execute(_PEOPLE_OF, {"org_id": org_id, "emails": emails})
     out: dict[tuple[str, str], _Person] = {}
     for row in rows:
         person = _Person(row.id, row.public_id, row.org_id, row.email, row.role, row.generation)
@@ -205,14 +213,25 @@ async def _load_people(
 async def issue_secrets(
     domain: Domain, conn: Conn, org_id: int, approver: str, requester: str
 ) -> tuple[str, str]:
-    """The current approver and requester secrets of a task's two people."""
+    """The current approver and requester secrets of a task's two people.
+
+    Remembered as long as verified secrets are (`auth_cache_seconds`): a rotation on
+    another replica reaches this one's new tasks within that time, as it reaches
+    its secret checks.
+    """
+    key = (org_id, approver, requester)
+    remembered = domain.secrets_cache.get(key)
+    if remembered is not None:
+        return remembered
     found = await ensure_people(
         conn, org_id, [(approver, Role.APPROVER), (requester, Role.REQUESTER)]
     )
-    return (
+    issued = (
         _secret_for(domain, found[(approver, Role.APPROVER.value)]),
         _secret_for(domain, found[(requester, Role.REQUESTER.value)]),
     )
+    domain.secrets_cache.put(key, issued)
+    return issued
 
 
 async def rotate_secret(
@@ -231,6 +250,7 @@ async def rotate_secret(
         )
         generation = await conn.scalar(select(people.c.generation).where(people.c.id == person.id))
     domain.person_cache.clear()
+    domain.secrets_cache.clear()
     rotated = _Person(
         person.id, person.public_id, person.org_id, email, role.value, int(generation or 0)
     )
