@@ -61,6 +61,32 @@ class Served:
         )
         assert response.status_code == 200, response.text
 
+    def register_resume(self, task_id: str, run: FlowRun, api_url: str) -> str:
+        """One more Prefect resume webhook for `run` on this task (a second subscriber,
+        or a redelivery, as Prefect sees it); its id."""
+        response = httpx.post(
+            f"{self.service.url}/people-task/webhooks",
+            headers={"Authorization": f"Bearer {self.token}"},
+            json={"taskId": task_id, "prefect": {"flowRunId": str(run.id), "apiUrl": api_url}},
+        )
+        assert response.status_code == 201, response.text
+        return str(response.json()["id"])
+
+    def deliveries(self, webhook_id: str) -> list[dict[str, Any]]:
+        response = httpx.get(
+            f"{self.service.url}/people-task/webhooks/{webhook_id}/deliveries",
+            headers={"Authorization": f"Bearer {self.token}"},
+        )
+        assert response.status_code == 200, response.text
+        return list(response.json())
+
+    def resend(self, webhook_id: str, delivery_id: str) -> None:
+        response = httpx.post(
+            f"{self.service.url}/people-task/webhooks/{webhook_id}/deliveries/{delivery_id}/resend",
+            headers={"Authorization": f"Bearer {self.token}"},
+        )
+        assert response.status_code == 200, response.text
+
     async def start(self, title: str, **parameters: Any) -> tuple[FlowRun, Path]:
         """A run of the served deployment (not waited for); its events file."""
         events = self.directory / f"events-{uuid.uuid4().hex[:8]}.jsonl"
@@ -84,6 +110,13 @@ async def run_state(run: FlowRun) -> tuple[str, str]:
         current = await client.read_flow_run(run.id)
     assert current.state is not None
     return current.state.type.value, current.state.name or ""
+
+
+async def state_history(run: FlowRun) -> list[tuple[str, datetime]]:
+    """(state name, timestamp) of every state the run went through, oldest first."""
+    async with get_client() as client:
+        states = await client.read_flow_run_states(run.id)
+    return [(state.name or "", state.timestamp) for state in states]
 
 
 async def wait_for_state(run: FlowRun, *names: str, timeout: float) -> str:
@@ -222,3 +255,100 @@ async def test_suspended_run_comes_back_due_at_the_deadline(served: Served) -> N
     assert decided["decision"]["approved"] is False
     assert datetime.fromisoformat(decided["decision"]["task"]["decisionBy"]) <= datetime.now(UTC)
     assert len(served.tasks(title)) == 1
+
+
+def accepted_at(attempts: list[dict[str, Any]]) -> list[datetime]:
+    """When Prefect accepted (resumed the run on) a delivery's attempts."""
+    return [
+        datetime.fromisoformat(a["attemptedAt"])
+        for a in attempts
+        if '"ACCEPT"' in (a.get("responseBody") or "")
+    ]
+
+
+async def test_two_resumes_of_one_decision_continue_the_run_once(
+    served: Served, prefect_api: str
+) -> None:
+    title = f"suspend twice {uuid.uuid4().hex[:6]}"
+    run, events = await served.start(title)
+    await suspended_with_process_gone(served, run, events)
+    [task] = served.tasks(title)
+    # Besides the flow's own resume webhook, a second one for the same run and task:
+    # the decision reaches Prefect twice, as an at-least-once redelivery would.
+    extra = served.register_resume(task["id"], run, prefect_api)
+
+    served.decide(task["id"], "approve")
+    await wait_for_state(run, "Completed", timeout=90)
+    [delivery] = await eventually(
+        lambda: [d for d in served.deliveries(extra) if d["attempts"] >= 1], timeout=30
+    )
+    # The code after the wait ran once, with the decision; Prefect resumed the run once.
+    assert [e["event"] for e in events_of(events)] == ["enter", "enter", "decided"]
+    assert events_of(events)[-1]["decision"]["status"] == "approved"
+    assert [name for name, _ in await state_history(run)].count("Resuming") == 1
+
+    # Sending that decision once more, after the fact, changes nothing either.
+    served.resend(extra, delivery["id"])
+    await eventually(
+        lambda: served.deliveries(extra)[0]["attempts"] > delivery["attempts"], timeout=30
+    )
+    assert await run_state(run) == ("COMPLETED", "Completed")
+    assert [e["event"] for e in events_of(events)] == ["enter", "enter", "decided"]
+    assert [name for name, _ in await state_history(run)].count("Resuming") == 1
+    assert len(served.tasks(title)) == 1
+
+
+async def test_a_stale_resume_does_not_answer_the_next_approval(
+    served: Served, prefect_api: str
+) -> None:
+    """A flow asks twice. A late delivery of the first decision (a retry, a resend)
+    resumes the run while it waits on the second: the second stays unanswered."""
+    title = f"suspend stale {uuid.uuid4().hex[:6]}"
+    run, events = await served.start(title, approvals=2)
+    await suspended_with_process_gone(served, run, events)
+    [first] = served.tasks(f"{title} #1")
+    extra = served.register_resume(first["id"], run, prefect_api)
+    served.decide(first["id"], "approve")
+
+    # The run comes back, takes the first decision, asks the second time and suspends.
+    await eventually(lambda: [e for e in events_of(events) if e["event"] == "decided"], timeout=90)
+    [second] = await eventually(lambda: served.tasks(f"{title} #2"), timeout=30)
+    await wait_for_state(run, "Suspended", timeout=90)
+    suspended_since = (await state_history(run))[-1][1]
+
+    # The first decision arrives again, while the run waits on the second.
+    [delivery] = served.deliveries(extra)
+    served.resend(extra, delivery["id"])
+    await eventually(
+        lambda: [
+            t for t in accepted_at(served.deliveries(extra)[0]["attemptLog"]) if t > suspended_since
+        ],
+        timeout=60,
+    )
+
+    async def settled() -> str | None:
+        history = await state_history(run)
+        name, at = history[-1]
+        return (
+            name if name in {"Suspended", "Completed", "Failed"} and at > suspended_since else None
+        )
+
+    assert await eventually(settled, timeout=90, interval=0.2) == "Suspended"
+    # (Each re-run goes through the flow body from the top: it passes the first
+    # approval again, answered at once; nothing answered the second.)
+    decided = [e for e in events_of(events) if e["event"] == "decided"]
+    assert {d["decision"]["task_id"] for d in decided} == {first["id"]}
+    assert served.tasks(f"{title} #2")[0]["status"] == "pending"
+
+    # The second approver's own decision is what the second request gets.
+    served.decide(second["id"], "reject", "no")
+    await wait_for_state(run, "Completed", timeout=90)
+    last_run = events_of(events)[-1]["pid"]
+    decided = [
+        e["decision"] for e in events_of(events) if e["event"] == "decided" and e["pid"] == last_run
+    ]
+    assert [(d["task_id"], d["status"]) for d in decided] == [
+        (first["id"], "approved"),
+        (second["id"], "rejected"),
+    ]
+    assert len(served.tasks(f"{title} #1")) == len(served.tasks(f"{title} #2")) == 1

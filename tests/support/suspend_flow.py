@@ -35,18 +35,23 @@ def ask_and_suspend(
     events_file: str,
     decision_by: str | None = None,
     on_due: str = "return",
-) -> dict[str, Any]:
+    approvals: int = 1,
+) -> list[dict[str, Any]]:
+    """Ask `approvals` times in a row (titles "TITLE #1", "TITLE #2" ... when more than one)."""
     record(events_file, event="enter")
-    decision = request_approval(
-        title,
-        "lead@example.com",
-        requester,
-        decision_by=decision_by,
-        wait="suspend",
-        on_due=on_due,  # type: ignore[arg-type]
-    )
-    record(events_file, event="decided", decision=decision.model_dump(mode="json"))
-    return decision.model_dump(mode="json")
+    decisions = []
+    for n in range(1, approvals + 1):
+        decision = request_approval(
+            title if approvals == 1 else f"{title} #{n}",
+            "lead@example.com",
+            requester,
+            decision_by=decision_by,
+            wait="suspend",
+            on_due=on_due,  # type: ignore[arg-type]
+        )
+        decisions.append(decision.model_dump(mode="json"))
+        record(events_file, event="decided", decision=decisions[-1])
+    return decisions
 
 
 if __name__ == "__main__":
