@@ -1,9 +1,12 @@
 """How fast a paused approval resumes, against bare Prefect pause / resume; 1,000 waits.
 
     .venv/bin/python bench/resume.py [--samples 20] [--baseline-samples 5] [--waiters 1000]
+                                     [--prefect-db postgresql|sqlite]
 
-One run starts `peopletasks serve` (SQLite in a temp directory) and Prefect's test
-server, then:
+One run starts `peopletasks serve` (SQLite in a temp directory) and a real Prefect
+server (`prefect server start`, no UI) on a throw-away PostgreSQL cluster
+(tests/support/postgres.py; `--prefect-db sqlite` puts it on a SQLite file instead,
+where 1,000 waits stall on "database is locked"), then:
 
 1. `--samples` times, one after another: an async flow calls `arequest_approval`
    (pause mode); once the task exists the bench approves it through the API and
@@ -14,6 +17,8 @@ server, then:
    bench reads the process's peak RSS and counts requests to Prefect's API over a
    `--window` second window, then approves them all and checks every flow finished.
 4. Prints the targets and whether each is met (MISSED otherwise; exit code stays 0).
+
+A smoke run (a minute or two): `--samples 5 --baseline-samples 2 --waiters 50`.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import resource
 import secrets
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -36,10 +42,17 @@ from typing import Any
 import httpx
 
 HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
 PEOPLETASKS = Path(sys.executable).with_name("peopletasks")
+PREFECT = Path(sys.executable).with_name("prefect")
 APPROVER = "approver@example.com"
 REQUESTER = "requester@example.com"
-PORT = 18765
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def pct(values: list[float], q: float) -> float:
@@ -116,6 +129,75 @@ class Service:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
+
+
+class PrefectServer:
+    """`prefect server start` (API only) on PostgreSQL (a throw-away cluster) or SQLite."""
+
+    def __init__(self, workdir: Path, port: int, database: str) -> None:
+        self.workdir = workdir
+        self.port = port
+        self.database = database
+        self.api_url = f"http://127.0.0.1:{port}/api"
+        self.log = workdir / "prefect-server.log"
+        self.cluster: Any = None
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        if self.database == "postgresql":
+            sys.path.insert(0, str(REPO))
+            from tests.support.postgres import PostgresCluster, postgres_available
+
+            if not postgres_available():
+                raise SystemExit(
+                    "PostgreSQL binaries not found (apt-get install postgresql, or set "
+                    "PEOPLETASKS_PG_BINDIR); or run with --prefect-db sqlite"
+                )
+            self.cluster = PostgresCluster(settings={"max_connections": "300"})
+            self.cluster.start()
+            url = self.cluster.create_database("prefect")
+        else:
+            url = f"sqlite+aiosqlite:///{self.workdir / 'prefect.db'}"
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")},
+            "PREFECT_HOME": str(self.workdir / "prefect-server-home"),
+            "PREFECT_API_DATABASE_CONNECTION_URL": url,
+            "PREFECT_SERVER_DATABASE_SQLALCHEMY_POOL_SIZE": "20",
+            "PREFECT_SERVER_DATABASE_SQLALCHEMY_MAX_OVERFLOW": "40",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_SERVER_UI_ENABLED": "false",
+            "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
+        }
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [str(PREFECT), "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"prefect server exited:\n{self.log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.api_url}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        raise SystemExit(f"prefect server not healthy:\n{self.log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        if self.cluster is not None:
+            self.cluster.stop()
 
 
 # -- the bench ------------------------------------------------------------------
@@ -366,28 +448,37 @@ def main() -> None:
     parser.add_argument("--baseline-samples", type=int, default=5)
     parser.add_argument("--waiters", type=int, default=1000)
     parser.add_argument("--window", type=float, default=10.0)
-    parser.add_argument("--port", type=int, default=PORT)
+    parser.add_argument("--port", type=int, default=None, help="the service's (default: free)")
+    parser.add_argument("--prefect-port", type=int, default=None, help="default: a free port")
     parser.add_argument(
-        "--create-timeout", type=float, default=300.0, help="seconds for the waits to start"
+        "--prefect-db",
+        choices=["postgresql", "sqlite"],
+        default="postgresql",
+        help="the Prefect server's database (default: a throw-away PostgreSQL cluster)",
+    )
+    parser.add_argument(
+        "--create-timeout", type=float, default=900.0, help="seconds for the waits to start"
     )
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="peopletasks-resume-"))
-    os.environ["PREFECT_HOME"] = str(workdir / "prefect")
-    os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
-    os.environ["PREFECT_LOGGING_LEVEL"] = "ERROR"
-    svc = Service(workdir, args.port)
+    svc = Service(workdir, args.port or free_port())
+    prefect_server = PrefectServer(workdir, args.prefect_port or free_port(), args.prefect_db)
     try:
         svc.start()
-        from prefect.testing.utilities import prefect_test_harness
-
-        print("starting Prefect's test server ...", flush=True)
-        with prefect_test_harness(server_startup_timeout=120):
-            asyncio.run(main_async(args, svc))
+        print(f"starting prefect server start on {args.prefect_db} ...", flush=True)
+        prefect_server.start()
+        # Before this process first imports prefect: its settings come from here.
+        os.environ["PREFECT_API_URL"] = prefect_server.api_url
+        os.environ["PREFECT_HOME"] = str(workdir / "prefect")
+        os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+        os.environ["PREFECT_LOGGING_LEVEL"] = "ERROR"
+        asyncio.run(main_async(args, svc))
     except KeyboardInterrupt:
         print("interrupted")
     finally:
         svc.stop()
+        prefect_server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
 

@@ -12,17 +12,22 @@ from typing import Any
 import httpx
 import pytest
 from prefect import flow, get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.sorting import TaskRunSort
 from prefect.runtime import flow_run
 
+import peopletasks.prefect.approval as approval
 from peopletasks import (
     ApprovalDue,
     Decision,
     PeopleTaskService,
     arequest_approval,
+    arequest_approval_email,
     request_approval,
 )
+from peopletasks.mail import MailDeliveryError, SmtpConfig
 from tests.conftest import TEST_KEY
-from tests.support.server import ServiceProcess, cli, service_env
+from tests.support.server import ServiceProcess, cli, free_port, service_env
 
 
 class Live:
@@ -201,3 +206,52 @@ def test_flow_run_retried_after_the_task_was_created_makes_one_task(live: Live) 
     assert outcome["result"].approved is True
     assert len(attempts) == 2
     assert len([t for t in live.tasks(pattern="retried run")]) == 1
+
+
+def test_smtp_down_send_is_retried_then_the_run_fails_naming_the_server(
+    live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The real send task with its real retries, only without the waits between them.
+    monkeypatch.setattr(
+        approval,
+        "send_approval_email",
+        approval.send_approval_email.with_options(retry_delay_seconds=0),
+    )
+    port = free_port()  # nothing listens here: the SMTP server is down
+    runs: list[Any] = []
+
+    @flow(retries=1, retry_delay_seconds=0)
+    async def ask(title: str) -> Decision:
+        runs.append(flow_run.id)
+        return await arequest_approval_email(
+            title,
+            "lead@example.com",
+            "ann@example.com",
+            service=live.block,
+            mail=SmtpConfig(host="127.0.0.1", port=port, sender="approvals@example.com"),
+            wait="poll",
+        )
+
+    with pytest.raises(MailDeliveryError) as failure:
+        asyncio.run(ask("smtp down"))
+    assert f"127.0.0.1:{port}" in str(failure.value)
+    assert "not delivered" in str(failure.value)
+
+    async def prefect_side() -> tuple[str, int, list[int]]:
+        async with get_client() as client:
+            run = await client.read_flow_run(runs[0])
+            task_runs = await client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[runs[0]])),
+                sort=TaskRunSort.EXPECTED_START_TIME_ASC,
+                limit=50,
+            )
+        assert run.state is not None
+        sends = [t.run_count for t in task_runs if t.name.startswith("send-approval-email")]
+        return run.state.type.value, run.run_count, sends
+
+    state, flow_attempts, send_attempts = asyncio.run(prefect_side())
+    assert state == "FAILED"
+    assert flow_attempts == 2  # the flow run was retried too
+    assert sum(send_attempts) == 2 * 4  # each time: the send step and its 3 retries
+    # One people task, however often the step and the run were retried.
+    assert len(live.tasks(pattern="smtp down")) == 1

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 from collections.abc import Awaitable
 from datetime import datetime
 from typing import Any, Literal, TypeVar
@@ -309,12 +310,19 @@ async def _suspend_until_decided(
     current = await client.get_task(task["id"])
     if current["status"] != "pending":
         return current  # decided while we registered
-    decided = await asuspend_flow_run(
-        wait_for_input=DecisionInput,
-        key=f"peopletasks-{task['id']}",
-        timeout=int(timeout) if timeout else None,
-    )
-    return await client.get_task(decided.task_id)
+    # The run input only wakes us: the task says what was decided. A resume meant for
+    # something else (a late redelivery of an earlier approval's decision) finds it
+    # still pending, and the run suspends again, under the next key: a used key
+    # answers at once (with its input) on every re-run.
+    for attempt in itertools.count():
+        key = f"peopletasks-{task['id']}" + (f"-{attempt}" if attempt else "")
+        await asuspend_flow_run(
+            wait_for_input=DecisionInput, key=key, timeout=int(timeout) if timeout else None
+        )
+        current = await client.get_task(task["id"])
+        if current["status"] != "pending":
+            return current
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 async def wait_for_decision(
