@@ -332,6 +332,7 @@ async def test_filters_on_the_fields(
     [
         ({"filter": "priority:urgent"}, "priority: expected one of low, medium, high, highest"),
         ({"filter": "order:first"}, "order: expected a whole number"),
+        ({"filter": "order:>99999999999"}, "order: out of range"),
         ({"filter": "active:maybe"}, "active: expected true or false"),
         ({"filter": "customFields.has space:x"}, "not a custom field key"),
         ({"filter": "customFields:x"}, "unknown property 'customFields'"),

@@ -209,7 +209,7 @@ class Mapping(_Input):
     )
     mappingData: (
         dict[
-            Annotated[str, Field(min_length=1, max_length=100)],
+            Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_stripped)],
             Annotated[str, Field(max_length=1000), AfterValidator(_no_control_chars)],
         ]
         | None

@@ -102,7 +102,7 @@ def _condition(name: str, column: Any, raw: str, parameter: str) -> ColumnElemen
             number = int(raw[len(operator) :].strip())
         except ValueError:
             raise bad("expected a whole number") from None
-        if not -(2**63) <= number < 2**63:
+        if not -(2**31) <= number < 2**31:  # the columns are 32-bit
             raise bad("out of range")
         return {  # type: ignore[no-any-return]
             ">=": column >= number,
