@@ -15,7 +15,6 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from peopletasks.store import migrate
 from peopletasks.store.tables import organizations, task_history, tasks
 from tests.conftest import Api, ApiFactory, error_of
-from tests.support.receiver import Receiver, eventually
 
 EVERY_FIELD: dict[str, Any] = {
     "assignees": [
@@ -456,27 +455,6 @@ async def test_approval_sets_completed_at_and_by_and_extends_the_history(
     assert await ids(api, filter="completedBy:LEAD@example.com") == [task["id"]]
     assert await ids(api, filter=f"completedAt:>={body['completedAt']}") == [task["id"]]
     assert await names(api, sort="completedAt:1") == task["title"]
-
-
-async def test_a_webhook_carries_the_fields_and_no_secrets(
-    api: Api, anonymous: Api, workers: Any
-) -> None:
-    with Receiver() as receiver:
-        task = await api.create(**EVERY_FIELD)
-        hooked = await api.post(
-            "/webhooks", json={"url": receiver.url("/fields"), "taskId": task["id"]}
-        )
-        assert hooked.status_code == 201, hooked.text
-        await anonymous.put(
-            f"/tasks/{task['id']}/reject", params={"secret": task["approverSecret"]}
-        )
-        (request,) = await eventually(lambda: receiver.at("/fields"))
-    payload = request.json()
-    assert payload["type"] == "task.rejected"
-    assert pick(payload) == SHOWN
-    assert payload["completedBy"] == "lead@example.com"
-    assert [h["to"] for h in payload["statusHistory"]] == ["pending", "rejected"]
-    assert "approverSecret" not in payload and "requesterSecret" not in payload
 
 
 # -- migration ------------------------------------------------------------------------
