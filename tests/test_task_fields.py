@@ -3,6 +3,7 @@ sort, projection, notes, completion and status history, on SQLite and PostgreSQL
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -218,6 +219,18 @@ async def test_a_parent_is_a_task_of_the_organization_without_cycles(
     assert moved.json()["parentId"] == other["id"]
     cleared = await api.put(f"/tasks/{child['id']}", json={"parentId": None})
     assert cleared.json()["parentId"] is None
+
+
+async def test_crossing_moves_at_once_make_no_cycle(api: Api) -> None:
+    for _ in range(5):
+        a, b = await api.create(title="a"), await api.create(title="b")
+        answers = await asyncio.gather(
+            api.put(f"/tasks/{a['id']}", json={"parentId": b["id"]}),
+            api.put(f"/tasks/{b['id']}", json={"parentId": a["id"]}),
+        )
+        assert sorted(r.status_code for r in answers) == [200, 422], [r.text for r in answers]
+        parents = [(await api.get(f"/tasks/{t['id']}")).json()["parentId"] for t in (a, b)]
+        assert parents.count(None) == 1
 
 
 # -- filter, sort, projection -------------------------------------------------------------

@@ -39,6 +39,8 @@ MAX_LIMIT = 1000
 MAX_NOTES = 1000
 #: How far up a parent chain a cycle check looks (deeper chains are refused).
 MAX_PARENT_DEPTH = 100
+#: The PostgreSQL advisory lock class of re-parenting (the key is the organization).
+_PARENT_LOCK = 0x5054  # "PT"
 
 
 def new_public_id() -> str:
@@ -612,6 +614,10 @@ async def edit_task(
         if row is None:
             raise NotFound(f"no task {task_id!r}")
         if changes.get("parent_id") is not None:
+            if conn.dialect.name == "postgresql":
+                # One re-parenting at a time per organization: two crossing moves
+                # (A under B, B under A) would each pass the check alone.
+                await conn.execute(select(func.pg_advisory_xact_lock(_PARENT_LOCK, row.org_id)))
             await _check_parent(conn, row.org_id, changes["parent_id"], row.id)
         if "approver" in changes or "requester" in changes:
             await issue_secrets(
