@@ -54,6 +54,9 @@ TASK_FIELDS: tuple[str, ...] = (
 def task_view(row: Row[Any], fields: tuple[str, ...] | None = None) -> dict[str, Any]:
     """The task as the API returns it (never with secrets); `fields` limits the keys."""
     m = row._mapping
+    decided_at = format_datetime(m["decided_at"])
+    custom_fields = m["custom_fields"]
+    connected_id = m["connected_id"]
     view: dict[str, Any] = {
         "id": m["id"],
         "title": m["title"],
@@ -68,7 +71,7 @@ def task_view(row: Row[Any], fields: tuple[str, ...] | None = None) -> dict[str,
         "createdAt": format_datetime(m["created_at"]),
         "updatedAt": format_datetime(m["updated_at"]),
         "decidedBy": m["decided_by"],
-        "decidedAt": format_datetime(m["decided_at"]),
+        "decidedAt": decided_at,
         "comment": m["comment"],
         "requestKey": m["request_key"],
         "priority": m["priority"],
@@ -76,16 +79,14 @@ def task_view(row: Row[Any], fields: tuple[str, ...] | None = None) -> dict[str,
         "orderGroup": m["order_group"],
         "parentId": m["parent_id"],
         "active": m["active"],
-        "completedAt": format_datetime(m["decided_at"]),
+        "completedAt": decided_at,
         "completedBy": m["decided_by"],
         "notesCount": m["notes_count"],
         "assignees": m["assignees"] or [],
         "connectedTo": (
-            {"type": m["connected_type"], "id": m["connected_id"]}
-            if m["connected_id"] is not None
-            else None
+            None if connected_id is None else {"type": m["connected_type"], "id": connected_id}
         ),
-        "customFields": custom_fields_view(m["custom_fields"]),
+        "customFields": custom_fields_view(custom_fields) if custom_fields else [],
         "mappings": m["mappings"] or [],
         "statusHistory": m["status_history"] or [],
     }
