@@ -62,6 +62,15 @@ async def test_without_a_deadline_links_expire_after_the_maximum_age(api: Api) -
     assert timedelta(days=6) < expires - datetime.now(UTC) <= timedelta(days=7)
 
 
+async def test_the_page_shows_a_tasks_priority(api: Api) -> None:
+    urgent = await api.create(priority="highest")
+    page = await api.http.get(path_of(urgent["links"]["approve"]), headers=BROWSER)
+    assert "<dt>Priority</dt><dd>Highest</dd>" in page.text
+    plain = await api.create()
+    page = await api.http.get(path_of(plain["links"]["approve"]), headers=BROWSER)
+    assert "Priority" not in page.text
+
+
 async def test_opening_links_never_decides(api: Api) -> None:
     """A mail scanner opens every link, many times, with and without browser headers."""
     task = await api.create(description="Ann asks for **five** days off.")

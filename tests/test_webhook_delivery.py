@@ -25,6 +25,7 @@ from peopletasks.webhooks.dispatcher import Dispatcher, make_sender
 from peopletasks.webhooks.targets import target_check
 from tests.conftest import Api, error_of, new_database_url, settings_for
 from tests.support.receiver import Answer, Receiver, eventually
+from tests.test_task_fields import EVERY_FIELD, SHOWN
 
 pytestmark = pytest.mark.usefixtures("workers")
 
@@ -75,6 +76,20 @@ async def test_a_decision_arrives_signed_per_standard_webhooks(
     logged = await eventually(lambda: _delivered(api, hook["id"]), timeout=5)
     assert logged[0]["messageId"] == request.headers["webhook-id"]
     assert logged[0]["attemptLog"][0]["statusCode"] == 200
+
+
+async def test_the_event_carries_the_task_fields_and_no_secrets(
+    api: Api, anonymous: Api, receiver: Receiver
+) -> None:
+    task, _ = await hooked_task(api, receiver.url("/fields"), **EVERY_FIELD)
+    await anonymous.put(f"/tasks/{task['id']}/reject", params={"secret": task["approverSecret"]})
+    (request,) = await eventually(lambda: receiver.at("/fields"))
+    payload = request.json()
+    assert payload["type"] == "task.rejected"
+    assert {k: payload[k] for k in SHOWN} == SHOWN
+    assert payload["completedBy"] == "lead@example.com"
+    assert [h["to"] for h in payload["statusHistory"]] == ["pending", "rejected"]
+    assert "approverSecret" not in payload and "requesterSecret" not in payload
 
 
 async def _delivered(api: Api, hook_id: str) -> list[dict[str, Any]] | None:

@@ -9,25 +9,50 @@
   Empty values sort as the largest.
 - projection: `-prop,...` leaves properties out; `prop,...` keeps only those.
   `id` is always kept.
+- Beside the task's own properties, filters and sorts take `connectedTo.type`
+  and `connectedTo.id`; filters also take `assignee:<id>` (tasks with that
+  assignee) and `customFields.<key>:<value>` (a custom field with that value,
+  compared as its type: `2` matches the number 2 and the string "2").
+  `priority` sorts by rank (low < medium < high < highest); number properties
+  take `<`, `<=`, `>`, `>=` like dates.
 - pattern: a case-insensitive substring of the title (plain text, not a regex).
 """
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from typing import Any
 
-from sqlalchemy import Boolean, ColumnElement, or_
+from sqlalchemy import Boolean, ColumnElement, Integer, and_, case, or_, select
 
-from peopletasks.domain.inputs import Status, normalize_email
-from peopletasks.domain.views import TASK_PROPERTIES
+from peopletasks.domain.inputs import (
+    PRIORITIES,
+    Status,
+    normalize_email,
+    number_value,
+)
+from peopletasks.domain.views import TASK_FIELDS, TASK_PROPERTIES
 from peopletasks.errors import ValidationFailed
-from peopletasks.store.tables import tasks
+from peopletasks.store.tables import task_assignees, tasks
 from peopletasks.store.types import UTCDateTime
 from peopletasks.timeutil import parse_datetime
 
-_EMAIL_PROPERTIES = {"requester", "approver", "createdBy", "decidedBy"}
+_EMAIL_PROPERTIES = {"requester", "approver", "createdBy", "decidedBy", "completedBy"}
+#: Filter and sort names beyond the view's own properties.
+_PROPERTIES: dict[str, Any] = {
+    **TASK_PROPERTIES,
+    "connectedTo.type": tasks.c.connected_type,
+    "connectedTo.id": tasks.c.connected_id,
+}
+_ASSIGNEE = "assignee"
+_CUSTOM_FIELD = "customFields."
+#: How each property sorts, where not by its column's own order.
+_SORT_KEYS: dict[str, Any] = {
+    "priority": case({name: rank for rank, name in enumerate(PRIORITIES)}, value=tasks.c.priority),
+}
 _OPERATORS = (">=", "<=", ">", "<")
+_CUSTOM_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 MAX_PARTS = 50
 
 
@@ -42,9 +67,10 @@ def _split(values: list[str], parameter: str) -> list[str]:
 
 
 def _property(name: str, parameter: str) -> Any:
-    column = TASK_PROPERTIES.get(name)
+    column = _PROPERTIES.get(name)
     if column is None:
-        known = ", ".join(TASK_PROPERTIES)
+        extra = f", {_ASSIGNEE}, {_CUSTOM_FIELD}<key>" if parameter == "filter" else ""
+        known = ", ".join(_PROPERTIES) + extra
         raise ValidationFailed.field(
             parameter, f"unknown property {name!r}; known properties: {known}"
         )
@@ -70,12 +96,29 @@ def _condition(name: str, column: Any, raw: str, parameter: str) -> ColumnElemen
             "<": column < when,
             "": column == when,
         }[operator]
+    if isinstance(column.type, Integer):
+        operator = next((op for op in _OPERATORS if raw.startswith(op)), "")
+        try:
+            number = int(raw[len(operator) :].strip())
+        except ValueError:
+            raise bad("expected a whole number") from None
+        if not -(2**31) <= number < 2**31:  # the columns are 32-bit
+            raise bad("out of range")
+        return {  # type: ignore[no-any-return]
+            ">=": column >= number,
+            "<=": column <= number,
+            ">": column > number,
+            "<": column < number,
+            "": column == number,
+        }[operator]
     if isinstance(column.type, Boolean):
         if raw.lower() not in {"true", "false"}:
             raise bad("expected true or false")
         return column.is_(raw.lower() == "true")  # type: ignore[no-any-return]
     if name == "status" and raw not in Status.__members__.values():
         raise bad(f"expected one of {', '.join(s.value for s in Status)}")
+    if name == "priority" and raw not in PRIORITIES:
+        raise bad(f"expected one of {', '.join(PRIORITIES)}")
     if name in _EMAIL_PROPERTIES:
         raw = raw.strip().lower()
     return column == raw  # type: ignore[no-any-return]
@@ -87,9 +130,14 @@ def parse_filters(values: list[str]) -> list[ColumnElement[bool]]:
         name, sep, raw = part.partition(":")
         if not sep:
             raise ValidationFailed.field("filter", f"{part!r}: expected property:value")
-        name = name.strip()
-        column = _property(name, "filter")
-        by_property[name].append(_condition(name, column, raw.strip(), "filter"))
+        name, raw = name.strip(), raw.strip()
+        if name == _ASSIGNEE:
+            condition = _assignee(raw)
+        elif name.startswith(_CUSTOM_FIELD):
+            condition = _custom_field(name, raw)
+        else:
+            condition = _condition(name, _property(name, "filter"), raw, "filter")
+        by_property[name].append(condition)
     return [
         conditions[0] if len(conditions) == 1 else or_(*conditions)
         for conditions in by_property.values()
@@ -100,7 +148,10 @@ def parse_sort(value: str | None) -> list[Any]:
     order: list[Any] = []
     for part in _split([value] if value else [], "sort"):
         name, _, direction = part.partition(":")
-        column = _property(name.strip(), "sort")
+        name = name.strip()
+        column = _SORT_KEYS.get(name)
+        if column is None:
+            column = _property(name, "sort")
         direction = direction.strip() or "1"
         if direction not in {"1", "-1"}:
             raise ValidationFailed.field("sort", f"{name}: direction must be 1 or -1")
@@ -123,10 +174,46 @@ def parse_projection(value: str | None) -> tuple[str, ...] | None:
             "projection", "either exclude (-prop,...) or include (prop,...), not both"
         )
     for name in excluded or included:
-        _property(name, "projection")
+        if name not in TASK_FIELDS:
+            known = ", ".join(TASK_FIELDS)
+            raise ValidationFailed.field(
+                "projection", f"unknown property {name!r}; known properties: {known}"
+            )
     if excluded:
-        return tuple(name for name in TASK_PROPERTIES if name not in excluded or name == "id")
-    return tuple(name for name in TASK_PROPERTIES if name in included or name == "id")
+        return tuple(name for name in TASK_FIELDS if name not in excluded or name == "id")
+    return tuple(name for name in TASK_FIELDS if name in included or name == "id")
+
+
+def _assignee(raw: str) -> ColumnElement[bool]:
+    """Tasks with an assignee of that id (of any type), found by index."""
+    if not raw:
+        raise ValidationFailed.field("filter", f"{_ASSIGNEE}: expected an assignee id")
+    having = select(task_assignees.c.task_seq).where(task_assignees.c.entity_id == raw)
+    return tasks.c.seq.in_(having)
+
+
+def _custom_field(name: str, raw: str) -> ColumnElement[bool]:
+    """A custom field equal to `raw` read as the field's own type (not indexed: pair it
+    with a narrower filter on large organizations)."""
+    key = name[len(_CUSTOM_FIELD) :]
+    if not _CUSTOM_KEY.match(key):
+        raise ValidationFailed.field("filter", f"{name}: not a custom field key")
+    kind = tasks.c.custom_fields[(key, "type")].as_string()
+    text = tasks.c.custom_fields[(key, "value")].as_string()
+    matches = [and_(kind.in_(("string", "date")), text == raw)]
+    try:
+        number = number_value(float(raw))
+    except ValueError:
+        pass
+    else:
+        value = tasks.c.custom_fields[(key, "value")].as_float()
+        # CASE: the cast runs only on numbers (PostgreSQL may reorder an AND).
+        matches.append(case((kind == "number", value), else_=None) == number)
+    if raw in ("true", "false"):
+        # SQLite reads JSON true as 1, PostgreSQL as 'true'.
+        texts = ("true", "1") if raw == "true" else ("false", "0")
+        matches.append(and_(kind == "boolean", text.in_(texts)))
+    return or_(*matches)
 
 
 def title_pattern(pattern: str | None) -> ColumnElement[bool] | None:

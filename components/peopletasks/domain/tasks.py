@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from peopletasks.domain.context import Domain
 from peopletasks.domain.events import record_status_event
-from peopletasks.domain.inputs import FINAL_STATUSES, Status, TaskCreate, TaskEdit
+from peopletasks.domain.inputs import FINAL_STATUSES, Status, TaskCreate, TaskEdit, TaskFields
 from peopletasks.domain.links import links_for
 from peopletasks.domain.principals import Principal, PrincipalKind, issue_secrets
 from peopletasks.domain.selection import (
@@ -28,14 +28,19 @@ from peopletasks.domain.selection import (
     parse_sort,
     title_pattern,
 )
-from peopletasks.domain.views import history_view, task_view
+from peopletasks.domain.views import history_view, note_view, status_entry, task_view
 from peopletasks.domain.waiting import announce, wait_event
 from peopletasks.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from peopletasks.store.database import Conn
-from peopletasks.store.tables import task_history, tasks
+from peopletasks.store.tables import task_assignees, task_history, task_notes, tasks
 from peopletasks.timeutil import utcnow
 
 MAX_LIMIT = 1000
+MAX_NOTES = 1000
+#: How far up a parent chain a cycle check looks (deeper chains are refused).
+MAX_PARENT_DEPTH = 100
+#: The PostgreSQL advisory lock class of re-parenting (the key is the organization).
+_PARENT_LOCK = 0x5054  # "PT"
 
 
 def new_public_id() -> str:
@@ -130,6 +135,51 @@ async def task_history_of(
         return [history_view(r) for r in rows]
 
 
+async def add_note(domain: Domain, principal: Principal, task_id: str, text: str) -> dict[str, Any]:
+    """Append a note to a task the caller may read (a token of its organization, or
+    the task's approver or requester secret); the caller is its author."""
+    now = utcnow()
+    async with domain.db.write() as conn:
+        row = await _load(conn, principal, task_id)
+        if row.notes_count >= MAX_NOTES:
+            raise Conflict(f"a task holds at most {MAX_NOTES} notes", code="too_many_notes")
+        note = (
+            await conn.execute(
+                task_notes.insert()
+                .values(
+                    public_id=new_public_id(),
+                    task_seq=row.seq,
+                    note=text,
+                    author=principal.email,
+                    created_at=now,
+                )
+                .returning(task_notes)
+            )
+        ).one()
+        await conn.execute(
+            tasks.update()
+            .where(tasks.c.seq == row.seq)
+            .values(notes_count=tasks.c.notes_count + 1, updated_at=now)
+        )
+    return note_view(note)
+
+
+async def list_notes(
+    domain: Domain, principal: Principal, task_id: str, *, limit: int = 100, offset: int = 0
+) -> list[dict[str, Any]]:
+    """A task's notes, oldest first."""
+    async with domain.db.read() as conn:
+        row = await _load(conn, principal, task_id)
+        rows = await conn.execute(
+            select(task_notes)
+            .where(task_notes.c.task_seq == row.seq)
+            .order_by(task_notes.c.id)
+            .limit(limit)
+            .offset(offset)
+        )
+        return [note_view(r) for r in rows]
+
+
 def _selection_rest(filters: list[str], pattern: str | None) -> list[ColumnElement[bool]]:
     where = parse_filters(filters)
     by_title = title_pattern(pattern)
@@ -203,6 +253,30 @@ def _require_user(principal: Principal, action: str) -> None:
 
 async def _record(
     conn: Conn,
+    row: Row[Any],
+    from_status: str | None,
+    to_status: str,
+    by: str | None,
+    at: datetime,
+    comment: str | None = None,
+) -> Row[Any]:
+    """Append a status change to the task's history (the table and the row's copy);
+    returns the row as it now stands."""
+    await _insert_history(conn, row.seq, from_status, to_status, by, at, comment)
+    entries = [*(row.status_history or []), status_entry(from_status, to_status, by, at)]
+    updated = (
+        await conn.execute(
+            tasks.update()
+            .where(tasks.c.seq == row.seq)
+            .values(status_history=entries)
+            .returning(tasks)
+        )
+    ).one()
+    return cast(Row[Any], updated)
+
+
+async def _insert_history(
+    conn: Conn,
     seq: int,
     from_status: str | None,
     to_status: str,
@@ -222,6 +296,82 @@ async def _record(
     )
 
 
+def _field_columns(data: TaskFields, given: set[str]) -> dict[str, Any]:
+    """The columns of the Peoplelogic / Plannr fields in `given` (null clears)."""
+    values: dict[str, Any] = {}
+    if "assignees" in given:
+        values["assignees"] = [a.model_dump() for a in data.assignees or []] or None
+    if "priority" in given:
+        values["priority"] = data.priority
+    if "order" in given:
+        values["position"] = data.order
+    if "orderGroup" in given:
+        values["order_group"] = data.orderGroup
+    if "customFields" in given:
+        values["custom_fields"] = {
+            f.key: {"name": f.name, "type": f.type, "value": f.value}
+            for f in data.customFields or []
+        } or None
+    if "connectedTo" in given:
+        values["connected_type"] = data.connectedTo.type if data.connectedTo else None
+        values["connected_id"] = data.connectedTo.id if data.connectedTo else None
+    if "parentId" in given:
+        values["parent_id"] = data.parentId
+    if "mappings" in given:
+        values["mappings"] = [m.model_dump(exclude_none=True) for m in data.mappings or []] or None
+    if "active" in given:
+        if data.active is None:
+            raise ValidationFailed.field("active", "may not be null")
+        values["active"] = data.active
+    return values
+
+
+async def _check_parent(
+    conn: Conn, org_id: int, parent_id: str | None, task_id: str | None
+) -> None:
+    """`parent_id` is a task of the organization and not the task or one of its descendants."""
+    if parent_id is None:
+        return
+    if parent_id == task_id:
+        raise ValidationFailed.field("parentId", "a task cannot be its own parent")
+    current: str | None = parent_id
+    for _ in range(MAX_PARENT_DEPTH):
+        row = (
+            await conn.execute(
+                select(tasks.c.parent_id).where(tasks.c.id == current, tasks.c.org_id == org_id)
+            )
+        ).first()
+        if row is None:
+            if current == parent_id:
+                raise ValidationFailed.field(
+                    "parentId", f"no task {parent_id!r} in this organization"
+                )
+            return
+        current = row.parent_id
+        if current is None:
+            return
+        if current == task_id:
+            raise ValidationFailed.field(
+                "parentId", f"task {parent_id!r} is below this task: that would make a cycle"
+            )
+    raise ValidationFailed.field(
+        "parentId", f"the parent chain is deeper than {MAX_PARENT_DEPTH} tasks"
+    )
+
+
+async def _set_assignees(conn: Conn, seq: int, assignees: list[dict[str, str]] | None) -> None:
+    """Keep task_assignees (what `filter=assignee:` searches) in step with the row."""
+    await conn.execute(task_assignees.delete().where(task_assignees.c.task_seq == seq))
+    if assignees:
+        await conn.execute(
+            task_assignees.insert(),
+            [
+                {"task_seq": seq, "entity_type": a["type"], "entity_id": a["id"], "position": i}
+                for i, a in enumerate(assignees)
+            ],
+        )
+
+
 async def create_task(domain: Domain, principal: Principal, data: TaskCreate) -> dict[str, Any]:
     """Create a pending task; the answer carries `approverSecret`, `requesterSecret` and
     `links`. With a `requestKey` already used, the existing task is answered instead
@@ -236,7 +386,10 @@ async def create_task(domain: Domain, principal: Principal, data: TaskCreate) ->
         if existing is not None:
             return existing
     now = utcnow()
+    fields = _field_columns(data, data.model_fields_set)
+    fields.setdefault("active", True)
     values = {
+        **fields,
         "id": new_public_id(),
         "org_id": principal.org_id,
         "title": data.title,
@@ -251,14 +404,18 @@ async def create_task(domain: Domain, principal: Principal, data: TaskCreate) ->
         "created_at": now,
         "updated_at": now,
         "request_key": data.requestKey,
+        "status_history": [status_entry(None, Status.PENDING.value, principal.email, now)],
     }
     try:
         async with domain.db.write() as conn:
+            await _check_parent(conn, principal.org_id, data.parentId, None)
             approver_secret, requester_secret = await issue_secrets(
                 domain, conn, principal.org_id, data.approver, data.requester
             )
             row = (await conn.execute(tasks.insert().values(**values).returning(tasks))).one()
-            await _record(conn, row.seq, None, Status.PENDING.value, principal.email, now)
+            await _insert_history(conn, row.seq, None, Status.PENDING.value, principal.email, now)
+            if fields.get("assignees"):
+                await _set_assignees(conn, row.seq, fields["assignees"])
     except IntegrityError:
         if data.requestKey is None:
             raise
@@ -348,9 +505,9 @@ async def _decide(
                 )
             ).first()
             if updated is not None:
-                await _record(
+                updated = await _record(
                     conn,
-                    updated.seq,
+                    updated,
                     from_status.value,
                     decision.value,
                     principal.email,
@@ -359,7 +516,7 @@ async def _decide(
                 )
                 await record_status_event(conn, updated, domain.handoff)
                 await announce(conn, updated.id)
-                return cast(Row[Any], updated)
+                return updated
     # Why not? Read the task as it stands and say.
     row = await _load(conn, principal, task_id)
     if principal.kind is PrincipalKind.REQUESTER_SECRET:
@@ -387,10 +544,10 @@ async def _expire(domain: Domain, conn: Conn, row: Row[Any], now: datetime) -> R
         return cast(
             Row[Any], (await conn.execute(select(tasks).where(tasks.c.seq == row.seq))).one()
         )
-    await _record(conn, row.seq, Status.PENDING.value, Status.DUE.value, None, now)
+    expired = await _record(conn, expired, Status.PENDING.value, Status.DUE.value, None, now)
     await record_status_event(conn, expired, domain.handoff)
     await announce(conn, expired.id)
-    return cast(Row[Any], expired)
+    return expired
 
 
 async def decide_task(
@@ -443,6 +600,7 @@ async def edit_task(
         "allowLateDecision": "allow_late_decision",
     }
     changes = {columns[k]: v for k, v in given.items() if k in columns}
+    changes.update(_field_columns(data, data.model_fields_set))
     if changes.get("description", "") is None:
         changes["description"] = ""
     status = given.get("status")
@@ -455,6 +613,12 @@ async def edit_task(
         row = (await conn.execute(query)).first()
         if row is None:
             raise NotFound(f"no task {task_id!r}")
+        if changes.get("parent_id") is not None:
+            if conn.dialect.name == "postgresql":
+                # One re-parenting at a time per organization: two crossing moves
+                # (A under B, B under A) would each pass the check alone.
+                await conn.execute(select(func.pg_advisory_xact_lock(_PARENT_LOCK, row.org_id)))
+            await _check_parent(conn, row.org_id, changes["parent_id"], row.id)
         if "approver" in changes or "requester" in changes:
             await issue_secrets(
                 domain,
@@ -497,6 +661,8 @@ async def edit_task(
             finally:
                 domain.outbox_ready.set()
                 domain.decisions.notify(task_id)
+            if "assignees" in changes:
+                await _set_assignees(conn, row.seq, changes["assignees"])
             return task_view(updated)
         if not changes:
             return task_view(row)
@@ -509,6 +675,8 @@ async def edit_task(
                 .returning(tasks)
             )
         ).one()
+        if "assignees" in changes:
+            await _set_assignees(conn, row.seq, changes["assignees"])
     domain.deadlines.note(changes.get("decision_by"))
     return task_view(updated_row)
 
@@ -536,8 +704,8 @@ async def expire_due_tasks(domain: Domain, *, limit: int = 500) -> int:
             )
         ).all()
         deliveries = 0
-        for row in rows:
-            await _record(conn, row.seq, Status.PENDING.value, Status.DUE.value, None, now)
+        for expired in rows:
+            row = await _record(conn, expired, Status.PENDING.value, Status.DUE.value, None, now)
             deliveries += await record_status_event(conn, row, domain.handoff)
             await announce(conn, row.id)
     if deliveries:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Column, Row
@@ -27,12 +28,35 @@ TASK_PROPERTIES: dict[str, Column[Any]] = {
     "decidedAt": tasks.c.decided_at,
     "comment": tasks.c.comment,
     "requestKey": tasks.c.request_key,
+    "priority": tasks.c.priority,
+    "order": tasks.c.position,
+    "orderGroup": tasks.c.order_group,
+    "parentId": tasks.c.parent_id,
+    "active": tasks.c.active,
+    # Completion mirrors the decision (Plannr's completed_at / completed_by).
+    "completedAt": tasks.c.decided_at,
+    "completedBy": tasks.c.decided_by,
+    "notesCount": tasks.c.notes_count,
 }
+
+#: Every key of a task view, in order (what `projection` chooses from): the
+#: properties above and the structured ones (lists and objects).
+TASK_FIELDS: tuple[str, ...] = (
+    *TASK_PROPERTIES,
+    "assignees",
+    "connectedTo",
+    "customFields",
+    "mappings",
+    "statusHistory",
+)
 
 
 def task_view(row: Row[Any], fields: tuple[str, ...] | None = None) -> dict[str, Any]:
     """The task as the API returns it (never with secrets); `fields` limits the keys."""
     m = row._mapping
+    decided_at = format_datetime(m["decided_at"])
+    custom_fields = m["custom_fields"]
+    connected_id = m["connected_id"]
     view: dict[str, Any] = {
         "id": m["id"],
         "title": m["title"],
@@ -47,13 +71,52 @@ def task_view(row: Row[Any], fields: tuple[str, ...] | None = None) -> dict[str,
         "createdAt": format_datetime(m["created_at"]),
         "updatedAt": format_datetime(m["updated_at"]),
         "decidedBy": m["decided_by"],
-        "decidedAt": format_datetime(m["decided_at"]),
+        "decidedAt": decided_at,
         "comment": m["comment"],
         "requestKey": m["request_key"],
+        "priority": m["priority"],
+        "order": m["position"],
+        "orderGroup": m["order_group"],
+        "parentId": m["parent_id"],
+        "active": m["active"],
+        "completedAt": decided_at,
+        "completedBy": m["decided_by"],
+        "notesCount": m["notes_count"],
+        "assignees": m["assignees"] or [],
+        "connectedTo": (
+            None if connected_id is None else {"type": m["connected_type"], "id": connected_id}
+        ),
+        "customFields": custom_fields_view(custom_fields) if custom_fields else [],
+        "mappings": m["mappings"] or [],
+        "statusHistory": m["status_history"] or [],
     }
     if fields is not None:
         return {key: view[key] for key in fields}
     return view
+
+
+def custom_fields_view(stored: dict[str, dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """Stored by key (so filters reach a value by path); shown as a list, in order."""
+    if not stored:
+        return []
+    return [{"key": key, **field} for key, field in stored.items()]
+
+
+def status_entry(
+    from_status: str | None, to_status: str, by: str | None, at: datetime
+) -> dict[str, Any]:
+    """One `statusHistory` entry as stored on the task row and shown."""
+    return {"from": from_status, "to": to_status, "changedAt": format_datetime(at), "changedBy": by}
+
+
+def note_view(row: Row[Any]) -> dict[str, Any]:
+    m = row._mapping
+    return {
+        "id": m["public_id"],
+        "text": m["note"],
+        "createdBy": m["author"],
+        "createdAt": format_datetime(m["created_at"]),
+    }
 
 
 def history_view(row: Row[Any]) -> dict[str, Any]:

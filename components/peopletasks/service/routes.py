@@ -11,7 +11,7 @@ from peopletasks.domain import deliveries as delivery_ops
 from peopletasks.domain import links as link_ops
 from peopletasks.domain import tasks as task_ops
 from peopletasks.domain import webhooks as webhook_ops
-from peopletasks.domain.inputs import Decide, TaskCreate, TaskEdit, WebhookCreate
+from peopletasks.domain.inputs import Decide, NoteCreate, TaskCreate, TaskEdit, WebhookCreate
 from peopletasks.service.auth import (
     DomainDep,
     PrincipalDep,
@@ -25,6 +25,7 @@ from peopletasks.service.schemas import (
     ActionLinks,
     DeliveryPublic,
     HistoryEntry,
+    NotePublic,
     TaskCount,
     TaskCreated,
     TaskListItem,
@@ -47,14 +48,20 @@ Filter = Annotated[
     Query(
         max_length=50,
         description="`prop:value`, e.g. `status:pending`; several comma-separated or repeated. "
-        "Date properties take `<`, `<=`, `>`, `>=` before the value.",
+        "Date and number properties take `<`, `<=`, `>`, `>=` before the value. Beside the "
+        "task's properties: `connectedTo.type`, `connectedTo.id`, `assignee:<id>`, "
+        "`customFields.<key>:<value>`.",
     ),
 ]
 Pattern = Annotated[
     str | None, Query(max_length=200, description="Case-insensitive text in the title.")
 ]
 Sort = Annotated[
-    str | None, Query(max_length=500, description="`prop:1` or `prop:-1`, e.g. `decisionBy:-1`.")
+    str | None,
+    Query(
+        max_length=500,
+        description="`prop:1` or `prop:-1`, e.g. `decisionBy:-1`; `priority` sorts by rank.",
+    ),
 ]
 Projection = Annotated[
     str | None,
@@ -173,6 +180,48 @@ async def get_task_history(
     id: TaskId,
 ) -> Any:
     return json(await task_ops.task_history_of(domain, principal, id))
+
+
+@router.post(
+    "/tasks/{id}/notes",
+    tags=["tasks"],
+    operation_id="addTaskNote",
+    summary="Add a note to a task",
+    status_code=201,
+    response_model=NotePublic,
+    responses=error_responses(400, 401, 404, 409, 422),
+    dependencies=[only_query_parameters("secret")],
+)
+async def add_task_note(
+    domain: DomainDep,
+    bearer: BearerDep,
+    id: TaskId,
+    body: NoteCreate,
+    secret: SecretQuery = None,
+) -> Any:
+    """Append a note; its author is the caller: an API token of the task's organization,
+    or the task's approver or requester secret (in the body or the query)."""
+    principal = await authenticate(domain, bearer, body.secret or secret)
+    return json(await task_ops.add_note(domain, principal, id, body.text), 201)
+
+
+@router.get(
+    "/tasks/{id}/notes",
+    tags=["tasks"],
+    operation_id="listTaskNotes",
+    summary="Get the notes of a task, oldest first",
+    response_model=list[NotePublic],
+    responses=error_responses(401, 404, 422),
+    dependencies=[only_query_parameters("secret", "limit", "offset")],
+)
+async def list_task_notes(
+    domain: DomainDep,
+    principal: PrincipalDep,
+    id: TaskId,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> Any:
+    return json(await task_ops.list_notes(domain, principal, id, limit=limit, offset=offset))
 
 
 @router.get(

@@ -7,6 +7,46 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 StatusName = Literal["pending", "approved", "rejected", "due"]
+PriorityName = Literal["low", "medium", "high", "highest"]
+
+
+class AssigneePublic(BaseModel):
+    type: str = Field(description="`user`, `group`, ...")
+    id: str
+
+
+class ConnectedToPublic(BaseModel):
+    type: str
+    id: str
+
+
+class CustomFieldPublic(BaseModel):
+    key: str
+    name: str | None
+    type: Literal["string", "number", "boolean", "date"]
+    value: bool | int | float | str = Field(description="Of `type`; a date is YYYY-MM-DD.")
+
+
+class MappingPublic(BaseModel):
+    app: str
+    namespace: str
+    mappedId: str
+    reference: str | None = None
+    mappingData: dict[str, str] | None = None
+
+
+class StatusChange(BaseModel):
+    from_: StatusName | None = Field(alias="from")
+    to: StatusName
+    changedAt: str
+    changedBy: str | None = Field(description="Who changed it; null when the deadline did.")
+
+
+class NotePublic(BaseModel):
+    id: str
+    text: str
+    createdBy: str | None = Field(description="The e-mail of whoever added it.")
+    createdAt: str
 
 
 class TaskPublic(BaseModel):
@@ -27,6 +67,20 @@ class TaskPublic(BaseModel):
     decidedBy: str | None
     decidedAt: str | None
     comment: str | None
+    requestKey: str | None = None
+    priority: PriorityName | None = None
+    order: int | None = None
+    orderGroup: str | None = None
+    parentId: str | None = None
+    active: bool = True
+    completedAt: str | None = Field(None, description="When decided (read-only).")
+    completedBy: str | None = Field(None, description="Who decided (read-only).")
+    notesCount: int = Field(0, description="Read them at /tasks/{id}/notes.")
+    assignees: list[AssigneePublic] = []
+    connectedTo: ConnectedToPublic | None = None
+    customFields: list[CustomFieldPublic] = []
+    mappings: list[MappingPublic] = []
+    statusHistory: list[StatusChange] = Field([], description="Oldest first (read-only).")
 
 
 class ActionLinks(BaseModel):
@@ -65,6 +119,19 @@ class TaskListItem(BaseModel):
     decidedAt: str | None = None
     comment: str | None = None
     requestKey: str | None = None
+    priority: PriorityName | None = None
+    order: int | None = None
+    orderGroup: str | None = None
+    parentId: str | None = None
+    active: bool | None = None
+    completedAt: str | None = None
+    completedBy: str | None = None
+    notesCount: int | None = None
+    assignees: list[AssigneePublic] | None = None
+    connectedTo: ConnectedToPublic | None = None
+    customFields: list[CustomFieldPublic] | None = None
+    mappings: list[MappingPublic] | None = None
+    statusHistory: list[StatusChange] | None = None
 
 
 class TaskCount(BaseModel):

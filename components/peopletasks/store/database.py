@@ -20,6 +20,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+import orjson
 from sqlalchemy import Connection, Dialect, create_engine, event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -102,6 +103,7 @@ def _sqlite_engine(url: str, *, writer: bool) -> Engine:
         pool_size=1,
         max_overflow=0,
         connect_args={"timeout": 30, "check_same_thread": False},
+        json_deserializer=orjson.loads,
     )
 
     @event.listens_for(engine, "connect")
@@ -143,7 +145,11 @@ class Database:
             self._sqlite_reader = _sqlite_engine(url, writer=False)
         else:
             self.engine = create_async_engine(
-                url, pool_size=10, max_overflow=20, pool_pre_ping=True
+                url,
+                pool_size=10,
+                max_overflow=20,
+                pool_pre_ping=True,
+                json_deserializer=orjson.loads,
             )
 
     @asynccontextmanager

@@ -4,6 +4,11 @@ Tasks carry both the Appmixer People Task fields and room for what the
 Peoplelogic and Plannr task models hold (several approvers with a decision rule,
 assignees, notes, priority, position / order group, custom fields, the entity
 the task is about, parent task, external mappings).
+
+A task row holds everything its view shows (lists as JSON, already in the API's
+shape), so rendering a task is one row read: lists, webhook bodies and pages need
+no joins. Side tables that mirror a JSON list (`task_assignees`) exist to be
+searched with an index; the domain writes both in one transaction.
 """
 
 from __future__ import annotations
@@ -108,7 +113,15 @@ tasks = Table(
     Column("connected_type", String(64)),
     Column("connected_id", String(128)),
     Column("parent_id", PUBLIC_ID),
+    # {key: {"type", "value", "name"?}}, in the order given.
     Column("custom_fields", JSON),
+    # [{"type", "id"}]: the view's copy of task_assignees.
+    Column("assignees", JSON),
+    # [{"app", "namespace", "mappedId", "reference"?, "mappingData"?}]
+    Column("mappings", JSON),
+    # [{"from", "to", "changedAt", "changedBy"}]: the view's copy of task_history.
+    Column("status_history", JSON),
+    Column("notes_count", Integer, nullable=False, server_default="0"),
     Column("created_by", EMAIL),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
@@ -124,6 +137,9 @@ tasks = Table(
     Index("ix_tasks_org_creator_status", "org_id", "created_by", "status", "decision_by"),
     Index("ix_tasks_org_status_decision_by", "org_id", "status", "decision_by"),
     Index("ix_tasks_pending_deadline", "status", "decision_by"),
+    # Filters that stand on their own: the entity a task is about, a parent's children.
+    Index("ix_tasks_org_connected", "org_id", "connected_id", "connected_type"),
+    Index("ix_tasks_parent_id", "parent_id"),
 )
 
 task_approvers = Table(
@@ -147,6 +163,8 @@ task_assignees = Table(
     Column("entity_type", String(64), nullable=False),
     Column("entity_id", String(320), nullable=False),
     Column("position", Integer, nullable=False, server_default="0"),
+    # `filter=assignee:<id>`: the tasks with that assignee.
+    Index("ix_task_assignees_entity", "entity_id", "task_seq"),
 )
 
 task_notes = Table(
