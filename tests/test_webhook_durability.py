@@ -69,7 +69,9 @@ async def test_sigkill_with_1000_pending_deliveries_loses_none(
     slow = True
 
     def answer(path: str, n: int) -> Answer:
-        return Answer(200, delay=0.5 if slow else 0.0)
+        # Until the kill, deliveries hang at the receiver: the dispatcher's slots fill
+        # and the rest of the 1,000 wait in the outbox (or in flight) when it dies.
+        return Answer(200, delay=30.0 if slow else 0.0)
 
     env = service_env(fresh_database, TEST_KEY, **FAST_RETRIES)
     token = cli("token", "create", "--email", "k@example.com", env=env).splitlines()[-1]

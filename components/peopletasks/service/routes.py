@@ -193,15 +193,15 @@ async def get_task_history(
     dependencies=[only_query_parameters("secret")],
 )
 async def add_task_note(
-    domain: DomainDep,
-    bearer: BearerDep,
+    request: Request,
     id: TaskId,
     body: NoteCreate,
     secret: SecretQuery = None,
 ) -> Any:
     """Append a note; its author is the caller: an API token of the task's organization,
     or the task's approver or requester secret (in the body or the query)."""
-    principal = await authenticate(domain, bearer, body.secret or secret)
+    domain = request.app.state.domain
+    principal = await authenticate(domain, bearer_of(request), body.secret or secret)
     return json(await task_ops.add_note(domain, principal, id, body.text), 201)
 
 
