@@ -118,12 +118,14 @@ class PeopleTaskClient(TaskBackend):
         return dict(await self._call("update task", "PUT", f"/tasks/{task_id}", json=body))
 
     async def add_note(self, task_id: str, text: str) -> dict[str, Any]:
-        # The notes endpoint (POST /tasks/{id}/notes {"text": ...}) is not in this
-        # service yet; once it is, this becomes one `_call("add note", "POST", ...)`.
-        raise BackendError(
-            "add note",
-            "this People Task service has no task notes yet (POST /tasks/{id}/notes)",
+        """Append a note (its author: this client's token user)."""
+        return dict(
+            await self._call("add note", "POST", f"/tasks/{task_id}/notes", json={"text": text})
         )
+
+    async def notes(self, task_id: str) -> list[dict[str, Any]]:
+        """The task's notes, oldest first."""
+        return list(await self._call("read notes", "GET", f"/tasks/{task_id}/notes"))
 
     def outcome(self, task: dict[str, Any]) -> TaskOutcome:
         public = {k: v for k, v in task.items() if k not in SECRET_FIELDS}
