@@ -92,6 +92,11 @@ def run_demo(*, auto_approve: bool, keep: bool = False) -> int:
         "PREFECT_HOME": str(home / "prefect"),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_LOGGING_LEVEL": "WARNING",
+        # Prefect's own temporary server takes ~20 s to start here, more on a busy
+        # machine; its default patience (20 s) is not always enough.
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": os.environ.get(
+            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120"
+        ),
     }
     command = [sys.executable, "-m", "peopletasks.cli"]
     processes: list[subprocess.Popen[bytes]] = []

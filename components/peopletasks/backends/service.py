@@ -13,7 +13,6 @@ from typing import Any, ClassVar
 
 from peopletasks.backends.base import TaskBackend, TaskOutcome, parse_when
 from peopletasks.backends.http import HttpApi, backoff
-from peopletasks.errors import BackendError
 
 RETRYABLE = {429, 500, 502, 503, 504}
 #: Fields of a created task that only its creator may see.
