@@ -205,6 +205,8 @@ def task_rows(
     Approvers are skewed (a few managers approve a lot); pending tasks have
     deadlines over the coming year (5% none), decided ones were decided in time.
     """
+    from peopletasks.domain.views import status_entry
+
     year = timedelta(days=365)
     weights = [1 / (rank + 10) for rank in range(len(approvers))]
     chosen = rng.choices(approvers, weights=weights, k=count)
@@ -243,6 +245,15 @@ def task_rows(
                 "decided_by": chosen[i] if decided_at else None,
                 "decided_at": decided_at,
                 "comment": "ok" if decided_at and rng.random() < 0.3 else None,
+                # As the service keeps it on the row (created, then decided).
+                "status_history": [
+                    status_entry(None, "pending", BENCH_USER, at),
+                    *(
+                        [status_entry("pending", status, chosen[i], decided_at)]
+                        if decided_at
+                        else []
+                    ),
+                ],
             }
         )
     return rows

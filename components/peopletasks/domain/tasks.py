@@ -14,7 +14,10 @@ from collections.abc import Awaitable
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Row, and_, func, or_, select, union
+import orjson
+from sqlalchemy import JSON, ColumnElement, Row, String, and_, bindparam, func, or_, select, union
+from sqlalchemy import cast as sql_cast
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import IntegrityError
 
 from peopletasks.domain.context import Domain
@@ -90,10 +93,27 @@ def _listed(principal: Principal, role: str | None) -> ColumnElement[bool]:
     )
 
 
+#: A task by id as each kind of principal may read it (built once: values are bound).
+_BY_ID = {
+    kind: select(tasks).where(
+        tasks.c.id == bindparam("b_id"),
+        tasks.c.org_id == bindparam("b_org"),
+        *(
+            [tasks.c.approver == bindparam("b_email")]
+            if kind is PrincipalKind.APPROVER_SECRET
+            else [tasks.c.requester == bindparam("b_email")]
+            if kind is PrincipalKind.REQUESTER_SECRET
+            else []
+        ),
+    )
+    for kind in PrincipalKind
+}
+
+
 async def _load(conn: Conn, principal: Principal, task_id: str) -> Row[Any]:
-    row = (
-        await conn.execute(select(tasks).where(tasks.c.id == task_id, _visible(principal)))
-    ).first()
+    """The task `task_id` if `principal` may read it (as `_visible` says), else NotFound."""
+    parameters = {"b_id": task_id, "b_org": principal.org_id, "b_email": principal.email}
+    row = (await conn.execute(_BY_ID[principal.kind], parameters)).first()
     if row is None:
         raise NotFound(f"no task {task_id!r}")
     return cast(Row[Any], row)
@@ -251,28 +271,18 @@ def _require_user(principal: Principal, action: str) -> None:
         raise Forbidden(f"{action} needs an API token; a task secret may not do it")
 
 
-async def _record(
-    conn: Conn,
-    row: Row[Any],
-    from_status: str | None,
-    to_status: str,
-    by: str | None,
-    at: datetime,
-    comment: str | None = None,
-) -> Row[Any]:
-    """Append a status change to the task's history (the table and the row's copy);
-    returns the row as it now stands."""
-    await _insert_history(conn, row.seq, from_status, to_status, by, at, comment)
-    entries = [*(row.status_history or []), status_entry(from_status, to_status, by, at)]
-    updated = (
-        await conn.execute(
-            tasks.update()
-            .where(tasks.c.seq == row.seq)
-            .values(status_history=entries)
-            .returning(tasks)
-        )
-    ).one()
-    return cast(Row[Any], updated)
+def _history_plus(conn: Conn, entry: dict[str, Any]) -> ColumnElement[Any]:
+    """SQL for the row's `status_history` with `entry` appended: part of the UPDATE that
+    changes the status, so the row's copy needs no statement of its own."""
+    text = bindparam("b_entry", orjson.dumps(entry).decode(), type_=String)
+    if conn.dialect.name == "postgresql":
+        history = func.coalesce(sql_cast(tasks.c.status_history, JSONB), sql_cast("[]", JSONB))
+        appended = history.op("||")(func.jsonb_build_array(sql_cast(text, JSONB)))
+        return sql_cast(appended, JSON)
+    return func.json_insert(func.coalesce(tasks.c.status_history, "[]"), "$[#]", func.json(text))
+
+
+_INSERT_HISTORY = task_history.insert()
 
 
 async def _insert_history(
@@ -284,15 +294,18 @@ async def _insert_history(
     at: datetime,
     comment: str | None = None,
 ) -> None:
+    """The status change in the history table (the row's `statusHistory` is updated
+    with the status, see `_history_plus`)."""
     await conn.execute(
-        task_history.insert().values(
-            task_seq=seq,
-            from_status=from_status,
-            to_status=to_status,
-            changed_by=by,
-            changed_at=at,
-            comment=comment,
-        )
+        _INSERT_HISTORY,
+        {
+            "task_seq": seq,
+            "from_status": from_status,
+            "to_status": to_status,
+            "changed_by": by,
+            "changed_at": at,
+            "comment": comment,
+        },
     )
 
 
@@ -412,7 +425,7 @@ async def create_task(domain: Domain, principal: Principal, data: TaskCreate) ->
             approver_secret, requester_secret = await issue_secrets(
                 domain, conn, principal.org_id, data.approver, data.requester
             )
-            row = (await conn.execute(tasks.insert().values(**values).returning(tasks))).one()
+            row = (await conn.execute(_INSERT_TASK, values)).one()
             await _insert_history(conn, row.seq, None, Status.PENDING.value, principal.email, now)
             if fields.get("assignees"):
                 await _set_assignees(conn, row.seq, fields["assignees"])
@@ -426,6 +439,9 @@ async def create_task(domain: Domain, principal: Principal, data: TaskCreate) ->
         return existing
     domain.deadlines.note(data.decisionBy)
     return _with_secrets(domain, row, approver_secret, requester_secret, created=True)
+
+
+_INSERT_TASK = tasks.insert().returning(tasks)
 
 
 def _with_secrets(
@@ -484,6 +500,7 @@ async def _decide(
     now = utcnow()
     if principal.kind is not PrincipalKind.REQUESTER_SECRET:
         for from_status in (Status.PENDING, Status.DUE):
+            entry = status_entry(from_status.value, decision.value, principal.email, now)
             updated = (
                 await conn.execute(
                     tasks.update()
@@ -499,15 +516,16 @@ async def _decide(
                         decided_at=now,
                         comment=comment,
                         updated_at=now,
+                        status_history=_history_plus(conn, entry),
                         **(extra or {}),
                     )
                     .returning(tasks)
                 )
             ).first()
             if updated is not None:
-                updated = await _record(
+                await _insert_history(
                     conn,
-                    updated,
+                    updated.seq,
                     from_status.value,
                     decision.value,
                     principal.email,
@@ -516,7 +534,7 @@ async def _decide(
                 )
                 await record_status_event(conn, updated, domain.handoff)
                 await announce(conn, updated.id)
-                return updated
+                return cast(Row[Any], updated)
     # Why not? Read the task as it stands and say.
     row = await _load(conn, principal, task_id)
     if principal.kind is PrincipalKind.REQUESTER_SECRET:
@@ -531,12 +549,20 @@ async def _decide(
     raise Conflict(f"the task is already {row.status}", task=task_view(row), code="already_decided")
 
 
+def _DUE_ENTRY(now: datetime) -> dict[str, Any]:
+    return status_entry(Status.PENDING.value, Status.DUE.value, None, now)
+
+
 async def _expire(domain: Domain, conn: Conn, row: Row[Any], now: datetime) -> Row[Any]:
     expired = (
         await conn.execute(
             tasks.update()
             .where(tasks.c.seq == row.seq, tasks.c.status == Status.PENDING.value)
-            .values(status=Status.DUE.value, updated_at=now)
+            .values(
+                status=Status.DUE.value,
+                updated_at=now,
+                status_history=_history_plus(conn, _DUE_ENTRY(now)),
+            )
             .returning(tasks)
         )
     ).first()
@@ -544,10 +570,10 @@ async def _expire(domain: Domain, conn: Conn, row: Row[Any], now: datetime) -> R
         return cast(
             Row[Any], (await conn.execute(select(tasks).where(tasks.c.seq == row.seq))).one()
         )
-    expired = await _record(conn, expired, Status.PENDING.value, Status.DUE.value, None, now)
+    await _insert_history(conn, expired.seq, Status.PENDING.value, Status.DUE.value, None, now)
     await record_status_event(conn, expired, domain.handoff)
     await announce(conn, expired.id)
-    return expired
+    return cast(Row[Any], expired)
 
 
 async def decide_task(
@@ -699,13 +725,17 @@ async def expire_due_tasks(domain: Domain, *, limit: int = 500) -> int:
                 tasks.update()
                 .where(tasks.c.seq.in_(overdue.scalar_subquery()))
                 .where(tasks.c.status == Status.PENDING.value)
-                .values(status=Status.DUE.value, updated_at=now)
+                .values(
+                    status=Status.DUE.value,
+                    updated_at=now,
+                    status_history=_history_plus(conn, _DUE_ENTRY(now)),
+                )
                 .returning(tasks)
             )
         ).all()
         deliveries = 0
-        for expired in rows:
-            row = await _record(conn, expired, Status.PENDING.value, Status.DUE.value, None, now)
+        for row in rows:
+            await _insert_history(conn, row.seq, Status.PENDING.value, Status.DUE.value, None, now)
             deliveries += await record_status_event(conn, row, domain.handoff)
             await announce(conn, row.id)
     if deliveries:
