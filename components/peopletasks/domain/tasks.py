@@ -36,6 +36,7 @@ from peopletasks.domain.waiting import announce, wait_event
 from peopletasks.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from peopletasks.store.database import Conn
 from peopletasks.store.tables import task_assignees, task_history, task_notes, tasks
+from peopletasks.store.types import UTCDateTime
 from peopletasks.timeutil import utcnow
 
 MAX_LIMIT = 1000
@@ -271,11 +272,11 @@ def _require_user(principal: Principal, action: str) -> None:
         raise Forbidden(f"{action} needs an API token; a task secret may not do it")
 
 
-def _history_plus(conn: Conn, entry: dict[str, Any]) -> ColumnElement[Any]:
-    """SQL for the row's `status_history` with `entry` appended: part of the UPDATE that
-    changes the status, so the row's copy needs no statement of its own."""
-    text = bindparam("b_entry", orjson.dumps(entry).decode(), type_=String)
-    if conn.dialect.name == "postgresql":
+def _history_plus(dialect: str, text: Any) -> ColumnElement[Any]:
+    """SQL for the row's `status_history` with one entry appended (`text`: its JSON, a
+    bound parameter): part of the UPDATE that changes the status, so the row's copy
+    needs no statement of its own."""
+    if dialect == "postgresql":
         history = func.coalesce(sql_cast(tasks.c.status_history, JSONB), sql_cast("[]", JSONB))
         appended = history.op("||")(func.jsonb_build_array(sql_cast(text, JSONB)))
         return sql_cast(appended, JSON)
@@ -474,7 +475,7 @@ async def _by_request_key(
     return _with_secrets(domain, row, approver_secret, requester_secret, created=False)
 
 
-def _decidable(now: datetime, from_status: Status) -> ColumnElement[bool]:
+def _decidable(now: Any, from_status: Status) -> ColumnElement[bool]:
     """A task in `from_status` can take a decision now (before its deadline, or late if allowed)."""
     if from_status is Status.PENDING:
         return and_(
@@ -486,6 +487,42 @@ def _decidable(now: datetime, from_status: Status) -> ColumnElement[bool]:
             ),
         )
     return and_(tasks.c.status == from_status.value, tasks.c.allow_late_decision.is_(True))
+
+
+_DECIDE: dict[tuple[str, Status], Any] = {}
+
+
+def _decide_statement(
+    dialect: str, from_status: Status, extra: dict[str, Any] | None = None
+) -> Any:
+    """The conditional UPDATE of a decision (values bound per call; built once per
+    dialect and starting status unless `extra` columns change too)."""
+    key = (dialect, from_status)
+    if not extra and key in _DECIDE:
+        return _DECIDE[key]
+    now = bindparam("b_now", type_=UTCDateTime())
+    statement = (
+        tasks.update()
+        .where(
+            tasks.c.id == bindparam("b_id"),
+            tasks.c.org_id == bindparam("b_org"),
+            tasks.c.approver == bindparam("b_email"),
+            _decidable(now, from_status),
+        )
+        .values(
+            status=bindparam("b_status"),
+            decided_by=bindparam("b_email"),
+            decided_at=now,
+            comment=bindparam("b_comment"),
+            updated_at=now,
+            status_history=_history_plus(dialect, bindparam("b_entry", type_=String)),
+            **(extra or {}),
+        )
+        .returning(tasks)
+    )
+    if not extra:
+        _DECIDE[key] = statement
+    return statement
 
 
 async def _decide(
@@ -501,27 +538,21 @@ async def _decide(
     if principal.kind is not PrincipalKind.REQUESTER_SECRET:
         for from_status in (Status.PENDING, Status.DUE):
             entry = status_entry(from_status.value, decision.value, principal.email, now)
-            updated = (
-                await conn.execute(
-                    tasks.update()
-                    .where(
-                        tasks.c.id == task_id,
-                        tasks.c.org_id == principal.org_id,
-                        tasks.c.approver == principal.email,
-                        _decidable(now, from_status),
-                    )
-                    .values(
-                        status=decision.value,
-                        decided_by=principal.email,
-                        decided_at=now,
-                        comment=comment,
-                        updated_at=now,
-                        status_history=_history_plus(conn, entry),
-                        **(extra or {}),
-                    )
-                    .returning(tasks)
-                )
-            ).first()
+            parameters = {
+                "b_id": task_id,
+                "b_org": principal.org_id,
+                "b_email": principal.email,
+                "b_now": now,
+                "b_status": decision.value,
+                "b_comment": comment,
+                "b_entry": orjson.dumps(entry).decode(),
+            }
+            statement = (
+                _decide_statement(conn.dialect.name, from_status)
+                if not extra
+                else _decide_statement(conn.dialect.name, from_status, extra)
+            )
+            updated = (await conn.execute(statement, parameters)).first()
             if updated is not None:
                 await _insert_history(
                     conn,
@@ -549,8 +580,10 @@ async def _decide(
     raise Conflict(f"the task is already {row.status}", task=task_view(row), code="already_decided")
 
 
-def _DUE_ENTRY(now: datetime) -> dict[str, Any]:
-    return status_entry(Status.PENDING.value, Status.DUE.value, None, now)
+def _due_entry(now: datetime) -> Any:
+    """The `statusHistory` entry of a task turning due, as a bound JSON parameter."""
+    entry = status_entry(Status.PENDING.value, Status.DUE.value, None, now)
+    return bindparam("b_entry", orjson.dumps(entry).decode(), type_=String)
 
 
 async def _expire(domain: Domain, conn: Conn, row: Row[Any], now: datetime) -> Row[Any]:
@@ -561,7 +594,7 @@ async def _expire(domain: Domain, conn: Conn, row: Row[Any], now: datetime) -> R
             .values(
                 status=Status.DUE.value,
                 updated_at=now,
-                status_history=_history_plus(conn, _DUE_ENTRY(now)),
+                status_history=_history_plus(conn.dialect.name, _due_entry(now)),
             )
             .returning(tasks)
         )
@@ -728,7 +761,7 @@ async def expire_due_tasks(domain: Domain, *, limit: int = 500) -> int:
                 .values(
                     status=Status.DUE.value,
                     updated_at=now,
-                    status_history=_history_plus(conn, _DUE_ENTRY(now)),
+                    status_history=_history_plus(conn.dialect.name, _due_entry(now)),
                 )
                 .returning(tasks)
             )

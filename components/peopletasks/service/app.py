@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -36,6 +37,19 @@ Errors are `{"error": {"code": "...", "message": "...", "details": [{"field", "m
 """
 
 
+def settle_garbage_collector() -> None:
+    """Once started, keep what is loaded out of the collector's way.
+
+    Everything imported and built at start-up lives as long as the process; a full
+    collection walked all of it and paused the service ~60 ms (measured: a 1-client
+    list p99 of 64 ms vs p50 7 ms). Frozen, those objects are never walked again; a
+    higher first threshold makes young collections rarer.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 20, 20)
+
+
 def build_domain(settings: Settings) -> Domain:
     database = Database(settings.database_url)
     return Domain(
@@ -65,6 +79,7 @@ def create_app(settings: Settings | None = None, *, domain: Domain | None = None
         if settings.background_workers:
             workers = BackgroundWorkers(app.state.domain, settings)
             await workers.start()
+        settle_garbage_collector()
         try:
             yield
         finally:
