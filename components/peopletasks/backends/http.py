@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import ssl
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -104,6 +105,7 @@ class HttpApi:
         if self._client is None or self._loop is not loop or self._client.is_closed:
             self._client = httpx.AsyncClient(
                 base_url=self.base_url,
+                verify=_tls_context(),
                 headers=self._headers,
                 timeout=httpx.Timeout(self.timeout, connect=min(10.0, self.timeout)),
                 limits=httpx.Limits(
@@ -176,3 +178,15 @@ class HttpApi:
                 )
             raise BackendError(call, message, status_code=status, outcome_unknown=unknown)
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+_TLS: ssl.SSLContext | None = None
+
+
+def _tls_context() -> ssl.SSLContext:
+    """One TLS context for every client: loading the CA bundle costs ~1 MB and
+    several ms per client, and a process may wait on a thousand approvals."""
+    global _TLS
+    if _TLS is None:
+        _TLS = httpx.create_ssl_context()
+    return _TLS

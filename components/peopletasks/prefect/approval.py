@@ -279,13 +279,16 @@ async def _pause_while(flow_run_id: Any, task_id: str, waiting: Awaitable[T]) ->
     from prefect import get_client
     from prefect.states import Paused
 
+    # A client only around each call, not held through the wait: a thousand waiting
+    # runs would otherwise each keep an HTTP client (and its TLS context) alive.
     async with get_client() as prefect:
         await prefect.set_flow_run_state(
             flow_run_id, Paused(pause_key=f"peopletasks-{task_id}"), force=True
         )
-        try:
-            result = await waiting
-        finally:
+    try:
+        result = await waiting
+    finally:
+        async with get_client() as prefect:
             await prefect.resume_flow_run(flow_run_id)
     return result
 
