@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import resource
 import secrets
@@ -310,7 +309,6 @@ async def many(
     run: str,
     api_url: str,
     create_timeout: float,
-    shared_client: bool = True,
 ) -> dict[str, Any]:
     from prefect import flow
 
@@ -333,13 +331,6 @@ async def many(
 
     prefix = f"{run}-many-"
     started = time.perf_counter()
-    sharing = contextlib.AsyncExitStack()
-    if shared_client:
-        # Prefect's engine reuses the client of an active AsyncClientContext: one
-        # API client (and TLS context, ~0.8 MB) for all runs instead of one per run.
-        from prefect.context import AsyncClientContext
-
-        await sharing.enter_async_context(AsyncClientContext.get_or_create())
     gathered = asyncio.gather(
         *(approval(f"{prefix}{i}") for i in range(waiters)), return_exceptions=True
     )
@@ -368,7 +359,6 @@ async def many(
         httpx.AsyncClient.send = original_send  # type: ignore[method-assign]
         if not gathered.done():
             gathered.cancel()
-        await sharing.aclose()
     return {
         "waiting": len(tasks),
         "created_s": all_created,
@@ -414,16 +404,7 @@ async def main_async(args: argparse.Namespace, svc: Service) -> None:
         print(f"   ratio of p50s (bare / ours): {ratio:.1f}x", flush=True)
 
         print(f"3. {args.waiters} waits at once in pause mode ...", flush=True)
-        m = await many(
-            api,
-            service,
-            args.waiters,
-            args.window,
-            run,
-            api_url,
-            args.create_timeout,
-            shared_client=not args.client_per_run,
-        )
+        m = await many(api, service, args.waiters, args.window, run, api_url, args.create_timeout)
         if m["waiting"] < args.waiters:
             print(
                 f"   only {m['waiting']} of {args.waiters} tasks existed after "
@@ -466,12 +447,6 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=20)
     parser.add_argument("--baseline-samples", type=int, default=5)
     parser.add_argument("--waiters", type=int, default=1000)
-    parser.add_argument(
-        "--client-per-run",
-        action="store_true",
-        help="let each of the waiting runs open its own Prefect API client (Prefect's "
-        "default outside a shared AsyncClientContext; ~0.8 MB each)",
-    )
     parser.add_argument("--window", type=float, default=10.0)
     parser.add_argument("--port", type=int, default=None, help="the service's (default: free)")
     parser.add_argument("--prefect-port", type=int, default=None, help="default: a free port")
