@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from peopletasks.errors import ValidationFailed
-from peopletasks.webhooks.sender import Sender, SendError, SendTimeout, ThreadedSender
+from peopletasks.webhooks.sender import Sender, SendError, SendTimeout
 from peopletasks.webhooks.transport import (
     TargetRefused,
     check_target_resolves,
@@ -308,17 +308,6 @@ async def test_a_pooled_connection_closed_while_idle_is_replaced() -> None:
                 assert receiver.wait_for(lambda n=i + 1: receiver.connections == n)
         assert receiver.paths == ["/s0", "/s1", "/s2"]  # each sent once, none lost
         assert receiver.connections == 3
-
-
-async def test_the_threaded_sender_sends_on_its_own_loop() -> None:
-    with running_receiver() as receiver:
-        async with ThreadedSender(Sender(allow_private=True)) as sender:
-            # A busy caller loop (this one, blocked) does not hold the delivery back.
-            sending = sender.submit(f"http://127.0.0.1:{receiver.port}/t", b"{}", {})
-            assert receiver.wait_for(lambda: receiver.paths == ["/t"])
-            assert sending.result(timeout=5).status == 200
-            assert (await sender.post(f"http://127.0.0.1:{receiver.port}/u", b"")).status == 200
-        assert receiver.connections == 1  # the same kept connection
 
 
 async def test_proxies_from_environment_are_ignored(monkeypatch: pytest.MonkeyPatch) -> None:

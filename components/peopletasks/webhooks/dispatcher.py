@@ -10,12 +10,10 @@ the same `webhook-id`, so receivers can de-duplicate.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import logging
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import orjson
@@ -33,13 +31,7 @@ from peopletasks.domain.deliveries import (
 from peopletasks.domain.webhooks import webhook_secret
 from peopletasks.timeutil import utcnow
 from peopletasks.webhooks.retry import RetryStrategy, parse_retry_after
-from peopletasks.webhooks.sender import (
-    Reply,
-    Sender,
-    SendError,
-    SendTimeout,
-    ThreadedSender,
-)
+from peopletasks.webhooks.sender import Sender, SendError, SendTimeout
 from peopletasks.webhooks.signatures import signed_headers
 from peopletasks.webhooks.transport import TargetRefused
 
@@ -61,17 +53,14 @@ class _Outcome:
     gone: bool = False
 
 
-def make_sender(*, allow_private: bool, timeout: float = 10.0) -> ThreadedSender:
-    """The sender deliveries go out through (SSRF-checked, capped answers), on a loop
-    of its own so a busy service does not delay them."""
-    return ThreadedSender(
-        Sender(
-            allow_private=allow_private,
-            timeout=timeout,
-            connect_timeout=min(timeout, 5.0),
-            body_cap=RESPONSE_BODY_CAP,
-            user_agent=USER_AGENT,
-        )
+def make_sender(*, allow_private: bool, timeout: float = 10.0) -> Sender:
+    """The sender deliveries go out through (SSRF-checked, capped answers)."""
+    return Sender(
+        allow_private=allow_private,
+        timeout=timeout,
+        connect_timeout=min(timeout, 5.0),
+        body_cap=RESPONSE_BODY_CAP,
+        user_agent=USER_AGENT,
     )
 
 
@@ -91,7 +80,7 @@ class Dispatcher:
     def __init__(
         self,
         domain: Domain,
-        sender: ThreadedSender,
+        sender: Sender,
         *,
         strategy: RetryStrategy | None = None,
         concurrency: int = 64,
@@ -125,20 +114,7 @@ class Dispatcher:
             self._start(delivery)
 
     def _start(self, delivery: ClaimedDelivery) -> None:
-        """Send now (the sender's own loop takes it at once); finish on this loop."""
-        attempted_at = utcnow()
-        started = time.perf_counter()
-        sending: concurrent.futures.Future[Reply] | _Outcome
-        try:
-            prepared = self._prepare(delivery)
-            sending = prepared if isinstance(prepared, _Outcome) else self.sender.submit(*prepared)
-        except Exception as exc:  # never let one delivery kill the dispatcher
-            log.exception("delivery %s failed unexpectedly", delivery.id)
-            sending = _Outcome(error=f"internal error: {type(exc).__name__}")
-        task = asyncio.create_task(
-            self._attempt(delivery, attempted_at, started, sending),
-            name=f"delivery-{delivery.id}",
-        )
+        task = asyncio.create_task(self._attempt(delivery), name=f"delivery-{delivery.id}")
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
 
@@ -196,19 +172,11 @@ class Dispatcher:
 
     # -- one attempt ------------------------------------------------------------
 
-    async def _attempt(
-        self,
-        delivery: ClaimedDelivery,
-        attempted_at: datetime,
-        started: float,
-        sending: concurrent.futures.Future[Reply] | _Outcome,
-    ) -> None:
+    async def _attempt(self, delivery: ClaimedDelivery) -> None:
+        attempted_at = utcnow()
+        started = time.perf_counter()
         try:
-            outcome = (
-                sending
-                if isinstance(sending, _Outcome)
-                else await self._answer(sending, delivery.kind)
-            )
+            outcome = await self._send(delivery)
         except asyncio.CancelledError:
             raise  # shutting down: the lease expires and another attempt follows
         except Exception as exc:  # never let one delivery kill the dispatcher
@@ -237,8 +205,7 @@ class Dispatcher:
             )
         )
 
-    def _prepare(self, delivery: ClaimedDelivery) -> tuple[str, bytes, dict[str, str]] | _Outcome:
-        """The request of a delivery (URL, signed body, headers), or why there is none."""
+    async def _send(self, delivery: ClaimedDelivery) -> _Outcome:
         secret = webhook_secret(self.domain, delivery.webhook_public_id, delivery.key_id)
         if secret is None:
             return _Outcome(
@@ -254,21 +221,29 @@ class Dispatcher:
         else:
             payload = delivery.body.encode()
         headers.update(signed_headers(secret, delivery.message_id, payload))
-        return delivery.url, payload, headers
-
-    async def _answer(self, sending: concurrent.futures.Future[Reply], kind: str) -> _Outcome:
         try:
             # The sender bounds connecting and each exchange; this bounds the whole
             # attempt (a receiver trickling bytes cannot hold a slot for ever).
             async with asyncio.timeout(self.attempt_timeout):
-                reply = await asyncio.wrap_future(sending)
+                reply = await self.sender.post(delivery.url, payload, headers)
         except TargetRefused as exc:
             return _Outcome(error=f"refused: {exc}")
         except (SendTimeout, TimeoutError) as exc:
             return _Outcome(error=f"timeout: {exc or type(exc).__name__}")
         except SendError as exc:
             return _Outcome(error=str(exc))
-        return _outcome_of(reply, kind)
+        outcome = _Outcome(status_code=reply.status, body=reply.body.decode("utf-8", "replace"))
+        if 200 <= reply.status < 300:
+            outcome.delivered = True
+            if delivery.kind == "prefect":
+                outcome.delivered, outcome.error = _prefect_accepted(reply.body)
+        elif reply.status == 410:
+            outcome.gone = True
+            outcome.error = "410 Gone: webhook disabled"
+        else:
+            outcome.error = f"HTTP {reply.status}"
+            outcome.retry_after = parse_retry_after(reply.headers.get("retry-after"), utcnow())
+        return outcome
 
     # -- results ----------------------------------------------------------------
 
@@ -298,21 +273,6 @@ class Dispatcher:
                 await asyncio.sleep(0.5 * (tries + 1))
         if any(not r.delivered and r.retry_at is not None for r in batch):
             self.domain.outbox_ready.set()
-
-
-def _outcome_of(reply: Reply, kind: str) -> _Outcome:
-    outcome = _Outcome(status_code=reply.status, body=reply.body.decode("utf-8", "replace"))
-    if 200 <= reply.status < 300:
-        outcome.delivered = True
-        if kind == "prefect":
-            outcome.delivered, outcome.error = _prefect_accepted(reply.body)
-    elif reply.status == 410:
-        outcome.gone = True
-        outcome.error = "410 Gone: webhook disabled"
-    else:
-        outcome.error = f"HTTP {reply.status}"
-        outcome.retry_after = parse_retry_after(reply.headers.get("retry-after"), utcnow())
-    return outcome
 
 
 def _prefect_accepted(raw: bytes) -> tuple[bool, str | None]:

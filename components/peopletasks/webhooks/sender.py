@@ -26,9 +26,7 @@ on a fresh connection (as browsers and httpx do).
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import ssl
-import threading
 import time
 from collections import deque
 from collections.abc import Mapping
@@ -41,7 +39,7 @@ import httpx
 
 from peopletasks.webhooks.transport import resolve_public
 
-__all__ = ["Reply", "SendError", "SendTimeout", "Sender", "ThreadedSender"]
+__all__ = ["Reply", "SendError", "SendTimeout", "Sender"]
 
 READ_SIZE = 65536
 MAX_HEADERS = 100
@@ -350,54 +348,3 @@ class Sender:
 
 class _StaleConnection(Exception):
     """A pooled connection failed before any answer: send again on a fresh one."""
-
-
-class ThreadedSender:
-    """A `Sender` running on its own event loop in a thread.
-
-    The service's loop can be busy for tens of milliseconds at a time under load
-    (each ready request runs before the next I/O event is looked at); on a loop of
-    its own a delivery is written the moment it is submitted and its answer read the
-    moment it arrives. `submit` is thread-safe and returns at once; `post` awaits it.
-    """
-
-    def __init__(self, sender: Sender) -> None:
-        self.sender = sender
-        self._loop = _new_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name="webhook-sender", daemon=True
-        )
-        self._thread.start()
-
-    def submit(
-        self, url: str, body: bytes, headers: Mapping[str, str]
-    ) -> concurrent.futures.Future[Reply]:
-        """Start sending now (from any thread); the answer, or the error, in the future."""
-        return asyncio.run_coroutine_threadsafe(self.sender.post(url, body, headers), self._loop)
-
-    async def post(self, url: str, body: bytes, headers: Mapping[str, str] = {}) -> Reply:
-        return await asyncio.wrap_future(self.submit(url, body, headers))
-
-    async def __aenter__(self) -> ThreadedSender:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        if not self._thread.is_alive():
-            return
-        closing = asyncio.run_coroutine_threadsafe(self.sender.aclose(), self._loop)
-        await asyncio.wrap_future(closing)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        await asyncio.to_thread(self._thread.join, 5)
-        if not self._thread.is_alive():
-            self._loop.close()
-
-
-def _new_loop() -> asyncio.AbstractEventLoop:
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
