@@ -12,13 +12,10 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from peopletasks.backends.base import TaskBackend, TaskOutcome, parse_when
-from peopletasks.backends.http import HttpApi, backoff
+from peopletasks.backends.http import HttpApi
 
-RETRYABLE = {429, 500, 502, 503, 504}
 #: Fields of a created task that only its creator may see.
 SECRET_FIELDS = frozenset({"approverSecret", "requesterSecret", "links"})
-
-_backoff = backoff  # the name older code imported
 
 
 class PeopleTaskClient(TaskBackend):

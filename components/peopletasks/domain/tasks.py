@@ -55,14 +55,14 @@ def new_public_id() -> str:
 # -- reading ------------------------------------------------------------------
 
 
-def _visible(principal: Principal) -> ColumnElement[bool]:
-    """The tasks a principal may read by id."""
-    in_org = tasks.c.org_id == principal.org_id
-    if principal.kind is PrincipalKind.APPROVER_SECRET:
-        return and_(in_org, tasks.c.approver == principal.email)
-    if principal.kind is PrincipalKind.REQUESTER_SECRET:
-        return and_(in_org, tasks.c.requester == principal.email)
-    return in_org
+def _visible(kind: PrincipalKind, org_id: Any, email: Any) -> ColumnElement[bool]:
+    """The tasks a principal of `kind` may read by id (values, or bound parameters)."""
+    in_org = tasks.c.org_id == org_id
+    if kind is PrincipalKind.APPROVER_SECRET:
+        return and_(in_org, tasks.c.approver == email)
+    if kind is PrincipalKind.REQUESTER_SECRET:
+        return and_(in_org, tasks.c.requester == email)
+    return cast(ColumnElement[bool], in_org)
 
 
 def _listed(principal: Principal, role: str | None) -> ColumnElement[bool]:
@@ -97,15 +97,7 @@ def _listed(principal: Principal, role: str | None) -> ColumnElement[bool]:
 #: A task by id as each kind of principal may read it (built once: values are bound).
 _BY_ID = {
     kind: select(tasks).where(
-        tasks.c.id == bindparam("b_id"),
-        tasks.c.org_id == bindparam("b_org"),
-        *(
-            [tasks.c.approver == bindparam("b_email")]
-            if kind is PrincipalKind.APPROVER_SECRET
-            else [tasks.c.requester == bindparam("b_email")]
-            if kind is PrincipalKind.REQUESTER_SECRET
-            else []
-        ),
+        tasks.c.id == bindparam("b_id"), _visible(kind, bindparam("b_org"), bindparam("b_email"))
     )
     for kind in PrincipalKind
 }
@@ -547,11 +539,7 @@ async def _decide(
                 "b_comment": comment,
                 "b_entry": orjson.dumps(entry).decode(),
             }
-            statement = (
-                _decide_statement(conn.dialect.name, from_status)
-                if not extra
-                else _decide_statement(conn.dialect.name, from_status, extra)
-            )
+            statement = _decide_statement(conn.dialect.name, from_status, extra)
             updated = (await conn.execute(statement, parameters)).first()
             if updated is not None:
                 await _insert_history(
@@ -666,7 +654,9 @@ async def edit_task(
     if given.get("comment") is not None and status is None:
         raise ValidationFailed.field("comment", "goes with a decision: set status too")
     async with domain.db.write() as conn:
-        query = select(tasks).where(tasks.c.id == task_id, _visible(principal))
+        query = select(tasks).where(
+            tasks.c.id == task_id, _visible(principal.kind, principal.org_id, principal.email)
+        )
         if conn.dialect.name == "postgresql":
             query = query.with_for_update()
         row = (await conn.execute(query)).first()
