@@ -15,6 +15,7 @@ from peopletasks.domain import Domain
 from peopletasks.errors import PeopleTaskError
 from peopletasks.service.auth import DomainDep, security_in_openapi
 from peopletasks.service.errors import install_error_handlers
+from peopletasks.service.fastlane import FastLane
 from peopletasks.service.pages import router as pages_router
 from peopletasks.service.responses import FastJSONResponse, error_response, json
 from peopletasks.service.routes import router
@@ -62,8 +63,11 @@ def build_domain(settings: Settings) -> Domain:
     )
 
 
-def create_app(settings: Settings | None = None, *, domain: Domain | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, domain: Domain | None = None, fast_lane: bool = True
+) -> FastAPI:
     """The service. Pass `domain` to share one (tests); otherwise it is built from settings.
+    `fast_lane=False` leaves every request to the FastAPI routes (see `service.fastlane`).
 
     The store must be migrated first (`peopletasks serve` does it).
     """
@@ -101,6 +105,8 @@ def create_app(settings: Settings | None = None, *, domain: Domain | None = None
     app.state.target_check = target_check(allow_private=settings.allow_private_webhooks)
     install_error_handlers(app)
     app.include_router(router)
+    if fast_lane:
+        app.add_middleware(FastLane, state_app=app)
     app.include_router(pages_router)
     plain_openapi = app.openapi
 
