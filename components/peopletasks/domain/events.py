@@ -19,11 +19,11 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import orjson
-from sqlalchemy import Row, insert, select
+from sqlalchemy import Row, bindparam, insert, select
 
 from peopletasks.domain.deliveries import ClaimedDelivery
 from peopletasks.domain.views import task_view
-from peopletasks.store.database import Conn, after_commit
+from peopletasks.store.database import Conn, after_commit, prepared
 from peopletasks.store.tables import webhook_deliveries, webhook_events, webhooks
 from peopletasks.timeutil import utcnow
 
@@ -45,6 +45,21 @@ class Handoff(Protocol):
         ...
 
 
+# Built once (values bound per call).
+_HOOKS_OF = prepared(
+    select(
+        webhooks.c.id,
+        webhooks.c.public_id,
+        webhooks.c.kind,
+        webhooks.c.url,
+        webhooks.c.target,
+        webhooks.c.key_id,
+    ).where(webhooks.c.task_seq == bindparam("task_seq"), webhooks.c.disabled_at.is_(None))
+)
+_INSERT_EVENT = prepared(insert(webhook_events).returning(webhook_events.c.id))
+_INSERT_DELIVERY = prepared(insert(webhook_deliveries).returning(webhook_deliveries.c.id))
+
+
 def event_type(status: str) -> str:
     return f"task.{status}"
 
@@ -62,38 +77,22 @@ async def record_status_event(
     With a `handoff` that has room, the deliveries are claimed for it and handed
     over after commit. Returns how many deliveries were written.
     """
-    hooks = (
-        await conn.execute(
-            select(
-                webhooks.c.id,
-                webhooks.c.public_id,
-                webhooks.c.kind,
-                webhooks.c.url,
-                webhooks.c.target,
-                webhooks.c.key_id,
-            ).where(webhooks.c.task_seq == task_row.seq, webhooks.c.disabled_at.is_(None))
-        )
-    ).all()
+    hooks = (await conn.execute(_HOOKS_OF, {"task_seq": task_row.seq})).all()
     if not hooks:
         return 0
     now = utcnow()
     type_ = event_type(task_row.status)
     message_id = f"msg_{secrets.token_hex(12)}"
     body = event_body(task_view(task_row), type_)
-    event_id = (
-        await conn.execute(
-            webhook_events.insert()
-            .values(
-                public_id=message_id,
-                org_id=task_row.org_id,
-                task_seq=task_row.seq,
-                type=type_,
-                body=body,
-                created_at=now,
-            )
-            .returning(webhook_events.c.id)
-        )
-    ).scalar_one()
+    event = {
+        "public_id": message_id,
+        "org_id": task_row.org_id,
+        "task_seq": task_row.seq,
+        "type": type_,
+        "body": body,
+        "created_at": now,
+    }
+    event_id = (await conn.execute(_INSERT_EVENT, event)).scalar_one()
     handing = handoff is not None and handoff.room() >= len(hooks)
     claim: dict[str, Any] = {"attempts": 0, "claimed_until": None}
     if handoff is not None and handing:
@@ -114,14 +113,7 @@ async def record_status_event(
         await conn.execute(insert(webhook_deliveries), rows)
         return len(hooks)
     assert handoff is not None
-    ids = [
-        (
-            await conn.execute(
-                insert(webhook_deliveries).values(row).returning(webhook_deliveries.c.id)
-            )
-        ).scalar_one()
-        for row in rows
-    ]
+    ids = [(await conn.execute(_INSERT_DELIVERY, row)).scalar_one() for row in rows]
     claimed = [
         _claimed(delivery_id, hook, message_id, type_, body, now)
         for delivery_id, hook in zip(ids, hooks, strict=True)

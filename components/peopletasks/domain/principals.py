@@ -24,7 +24,7 @@ from peopletasks.domain.context import Domain
 from peopletasks.domain.inputs import normalize_email
 from peopletasks.errors import NotFound, Unauthorized, ValidationFailed
 from peopletasks.signing import sha256_hex
-from peopletasks.store.database import Conn
+from peopletasks.store.database import Conn, prepared
 from peopletasks.store.tables import api_tokens, organizations, people, users
 from peopletasks.timeutil import utcnow
 
@@ -186,6 +186,9 @@ _PEOPLE_OF = select(people).where(
 )
 
 
+_PERSON_BY_PUBLIC_ID = prepared(select(people).where(people.c.public_id == bindparam("public_id")))
+
+
 def _insert_person(dialect: str) -> Any:
     statement = _INSERT_PERSON.get(dialect)
     if statement is None:
@@ -193,7 +196,7 @@ def _insert_person(dialect: str) -> Any:
             from sqlalchemy.dialects.postgresql import insert
         else:
             from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
-        statement = _INSERT_PERSON[dialect] = insert(people).on_conflict_do_nothing()
+        statement = _INSERT_PERSON[dialect] = prepared(insert(people).on_conflict_do_nothing())
     return statement
 
 
@@ -265,9 +268,7 @@ async def authenticate_secret(domain: Domain, secret: str) -> Principal:
     person = domain.person_cache.get(public_id)
     if not isinstance(person, _Person):
         async with domain.db.read() as conn:
-            row = (
-                await conn.execute(select(people).where(people.c.public_id == public_id))
-            ).first()
+            row = (await conn.execute(_PERSON_BY_PUBLIC_ID, {"public_id": public_id})).first()
         if row is None:
             raise Unauthorized("unknown or revoked secret")
         person = _Person(row.id, row.public_id, row.org_id, row.email, row.role, row.generation)

@@ -34,7 +34,7 @@ from peopletasks.domain.selection import (
 from peopletasks.domain.views import history_view, note_view, status_entry, task_view
 from peopletasks.domain.waiting import announce, wait_event
 from peopletasks.errors import Conflict, Forbidden, NotFound, ValidationFailed
-from peopletasks.store.database import Conn
+from peopletasks.store.database import Conn, prepared
 from peopletasks.store.tables import task_assignees, task_history, task_notes, tasks
 from peopletasks.store.types import UTCDateTime
 from peopletasks.timeutil import utcnow
@@ -96,8 +96,11 @@ def _listed(principal: Principal, role: str | None) -> ColumnElement[bool]:
 
 #: A task by id as each kind of principal may read it (built once: values are bound).
 _BY_ID = {
-    kind: select(tasks).where(
-        tasks.c.id == bindparam("b_id"), _visible(kind, bindparam("b_org"), bindparam("b_email"))
+    kind: prepared(
+        select(tasks).where(
+            tasks.c.id == bindparam("b_id"),
+            _visible(kind, bindparam("b_org"), bindparam("b_email")),
+        )
     )
     for kind in PrincipalKind
 }
@@ -275,7 +278,7 @@ def _history_plus(dialect: str, text: Any) -> ColumnElement[Any]:
     return func.json_insert(func.coalesce(tasks.c.status_history, "[]"), "$[#]", func.json(text))
 
 
-_INSERT_HISTORY = task_history.insert()
+_INSERT_HISTORY = prepared(task_history.insert())
 
 
 async def _insert_history(
@@ -434,7 +437,7 @@ async def create_task(domain: Domain, principal: Principal, data: TaskCreate) ->
     return _with_secrets(domain, row, approver_secret, requester_secret, created=True)
 
 
-_INSERT_TASK = tasks.insert().returning(tasks)
+_INSERT_TASK = prepared(tasks.insert().returning(tasks))
 
 
 def _with_secrets(
@@ -513,7 +516,7 @@ def _decide_statement(
         .returning(tasks)
     )
     if not extra:
-        _DECIDE[key] = statement
+        _DECIDE[key] = prepared(statement)
     return statement
 
 
