@@ -14,6 +14,7 @@ any dispatcher attempts them: nothing is lost either way.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -70,12 +71,16 @@ def event_body(task: dict[str, Any], type_: str) -> str:
 
 
 async def record_status_event(
-    conn: Conn, task_row: Row[Any], handoff: Handoff | None = None
+    conn: Conn,
+    task_row: Row[Any],
+    handoff: Handoff | None = None,
+    ready: asyncio.Event | None = None,
 ) -> int:
     """Write the event of `task_row`'s new status and a delivery per active webhook.
 
     With a `handoff` that has room, the deliveries are claimed for it and handed
-    over after commit. Returns how many deliveries were written.
+    over after commit; otherwise `ready` (the local dispatcher's wake-up) is set after
+    commit. Returns how many deliveries were written.
     """
     hooks = (await conn.execute(_HOOKS_OF, {"task_seq": task_row.seq})).all()
     if not hooks:
@@ -111,6 +116,8 @@ async def record_status_event(
     ]
     if not handing:
         await conn.execute(insert(webhook_deliveries), rows)
+        if ready is not None:
+            after_commit(ready.set)
         return len(hooks)
     assert handoff is not None
     ids = [(await conn.execute(_INSERT_DELIVERY, row)).scalar_one() for row in rows]

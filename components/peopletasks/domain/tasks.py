@@ -34,7 +34,7 @@ from peopletasks.domain.selection import (
 from peopletasks.domain.views import history_view, note_view, status_entry, task_view
 from peopletasks.domain.waiting import announce, wait_event
 from peopletasks.errors import Conflict, Forbidden, NotFound, ValidationFailed
-from peopletasks.store.database import Conn, prepared
+from peopletasks.store.database import Conn, keep_so_far, prepared
 from peopletasks.store.tables import task_assignees, task_history, task_notes, tasks
 from peopletasks.store.types import UTCDateTime
 from peopletasks.timeutil import utcnow
@@ -554,7 +554,7 @@ async def _decide(
                     now,
                     comment,
                 )
-                await record_status_event(conn, updated, domain.handoff)
+                await record_status_event(conn, updated, domain.handoff, domain.outbox_ready)
                 await announce(conn, updated.id)
                 return cast(Row[Any], updated)
     # Why not? Read the task as it stands and say.
@@ -595,7 +595,7 @@ async def _expire(domain: Domain, conn: Conn, row: Row[Any], now: datetime) -> R
             Row[Any], (await conn.execute(select(tasks).where(tasks.c.seq == row.seq))).one()
         )
     await _insert_history(conn, expired.seq, Status.PENDING.value, Status.DUE.value, None, now)
-    await record_status_event(conn, expired, domain.handoff)
+    await record_status_event(conn, expired, domain.handoff, domain.outbox_ready)
     await announce(conn, expired.id)
     return cast(Row[Any], expired)
 
@@ -616,7 +616,6 @@ async def decide_task(
                 conn, _decide(domain, conn, principal, task_id, decision, comment)
             )
     finally:
-        domain.outbox_ready.set()
         domain.decisions.notify(task_id)
     return task_view(row)
 
@@ -627,7 +626,7 @@ async def _keeping_expiry(conn: Conn, deciding: Awaitable[Row[Any]]) -> Row[Any]
         return await deciding
     except Conflict as conflict:
         if conflict.code == "deadline_passed":
-            await conn.commit()
+            await keep_so_far(conn)
         raise
 
 
@@ -711,7 +710,6 @@ async def edit_task(
                     ),
                 )
             finally:
-                domain.outbox_ready.set()
                 domain.decisions.notify(task_id)
             if "assignees" in changes:
                 await _set_assignees(conn, row.seq, changes["assignees"])
@@ -759,13 +757,10 @@ async def expire_due_tasks(domain: Domain, *, limit: int = 500) -> int:
                 .returning(tasks)
             )
         ).all()
-        deliveries = 0
         for row in rows:
             await _insert_history(conn, row.seq, Status.PENDING.value, Status.DUE.value, None, now)
-            deliveries += await record_status_event(conn, row, domain.handoff)
+            await record_status_event(conn, row, domain.handoff, domain.outbox_ready)
             await announce(conn, row.id)
-    if deliveries:
-        domain.outbox_ready.set()
     for row in rows:
         domain.decisions.notify(row.id)
     return len(rows)
