@@ -31,7 +31,7 @@ from peopletasks.domain.deliveries import (
 from peopletasks.domain.webhooks import webhook_secret
 from peopletasks.timeutil import utcnow
 from peopletasks.webhooks.retry import RetryStrategy, parse_retry_after
-from peopletasks.webhooks.sender import Sender, SendError, SendTimeout
+from peopletasks.webhooks.sender import Reply, Sender, SendError, SendTimeout
 from peopletasks.webhooks.signatures import signed_headers
 from peopletasks.webhooks.transport import TargetRefused
 
@@ -39,6 +39,10 @@ log = logging.getLogger("peopletasks.webhooks")
 
 USER_AGENT = f"peopletasks-webhooks/{__version__}"
 RESPONSE_BODY_CAP = 4096
+#: Reading a flow run (its parameters come with it) may take more than a delivery's answer.
+FLOW_RUN_BODY_CAP = 1024 * 1024
+#: Prefect's final state types: a run in one of them will never pause again.
+PREFECT_TERMINAL_STATES = frozenset({"COMPLETED", "FAILED", "CANCELLED", "CRASHED"})
 CLAIM_BATCH = 200
 SHUTDOWN_SECONDS = 5.0
 
@@ -51,6 +55,7 @@ class _Outcome:
     delivered: bool = False
     retry_after: float | None = None
     gone: bool = False
+    final: bool = False  #: not delivered, and no later attempt could be: do not retry
 
 
 def make_sender(*, allow_private: bool, timeout: float = 10.0) -> Sender:
@@ -184,7 +189,7 @@ class Dispatcher:
             outcome = _Outcome(error=f"internal error: {type(exc).__name__}")
         latency_ms = int((time.perf_counter() - started) * 1000)
         retry_at = None
-        if not outcome.delivered and not outcome.gone:
+        if not outcome.delivered and not outcome.gone and not outcome.final:
             retry_at = self.strategy.next_attempt(
                 delivery.attempt,
                 now=utcnow(),
@@ -226,24 +231,44 @@ class Dispatcher:
             # attempt (a receiver trickling bytes cannot hold a slot for ever).
             async with asyncio.timeout(self.attempt_timeout):
                 reply = await self.sender.post(delivery.url, payload, headers)
+                outcome = _outcome_of(reply)
+                if delivery.kind == "prefect" and outcome.delivered:
+                    await self._prefect_outcome(delivery, reply, outcome)
         except TargetRefused as exc:
             return _Outcome(error=f"refused: {exc}")
         except (SendTimeout, TimeoutError) as exc:
             return _Outcome(error=f"timeout: {exc or type(exc).__name__}")
         except SendError as exc:
             return _Outcome(error=str(exc))
-        outcome = _Outcome(status_code=reply.status, body=reply.body.decode("utf-8", "replace"))
-        if 200 <= reply.status < 300:
-            outcome.delivered = True
-            if delivery.kind == "prefect":
-                outcome.delivered, outcome.error = _prefect_accepted(reply.body)
-        elif reply.status == 410:
-            outcome.gone = True
-            outcome.error = "410 Gone: webhook disabled"
-        else:
-            outcome.error = f"HTTP {reply.status}"
-            outcome.retry_after = parse_retry_after(reply.headers.get("retry-after"), utcnow())
         return outcome
+
+    async def _prefect_outcome(
+        self, delivery: ClaimedDelivery, reply: Reply, outcome: _Outcome
+    ) -> None:
+        """Prefect answered the resume: ACCEPT delivers. ABORT for a run that has already
+        finished ends the delivery (it can never be resumed); any other answer is retried
+        (e.g. the run has not paused yet)."""
+        outcome.delivered, outcome.error = _prefect_accepted(reply.body)
+        if outcome.delivered or _orchestration_status(reply.body) != "ABORT":
+            return
+        target = delivery.target or {}
+        headers = {"accept": "application/json"}
+        if target.get("apiKey"):
+            headers["authorization"] = f"Bearer {target['apiKey']}"
+        url = f"{target.get('apiUrl', '')}/flow_runs/{target.get('flowRunId', '')}"
+        try:
+            run = await self.sender.get(url, headers, body_cap=FLOW_RUN_BODY_CAP)
+        except (TargetRefused, SendError) as exc:  # SendTimeout included
+            outcome.error = f"{outcome.error}; reading the flow run failed: {exc}"
+            return
+        state_type = _flow_run_state_type(run) if run.status == 200 else None
+        if state_type in PREFECT_TERMINAL_STATES:
+            outcome.final = True
+            outcome.error = f"flow run is {state_type}; nothing to resume"
+        elif state_type is not None:
+            outcome.error = f"{outcome.error} (flow run is {state_type})"
+        else:
+            outcome.error = f"{outcome.error}; reading the flow run answered HTTP {run.status}"
 
     # -- results ----------------------------------------------------------------
 
@@ -275,12 +300,42 @@ class Dispatcher:
             self.domain.outbox_ready.set()
 
 
-def _prefect_accepted(raw: bytes) -> tuple[bool, str | None]:
-    """Prefect answers a resume with 200 and an orchestration result: ACCEPT resumed it."""
+def _outcome_of(reply: Reply) -> _Outcome:
+    """What an HTTP answer means for a delivery: 2xx delivers, 410 disables, else retry."""
+    outcome = _Outcome(status_code=reply.status, body=reply.body.decode("utf-8", "replace"))
+    if 200 <= reply.status < 300:
+        outcome.delivered = True
+    elif reply.status == 410:
+        outcome.gone = True
+        outcome.error = "410 Gone: webhook disabled"
+    else:
+        outcome.error = f"HTTP {reply.status}"
+        outcome.retry_after = parse_retry_after(reply.headers.get("retry-after"), utcnow())
+    return outcome
+
+
+def _orchestration_status(raw: bytes) -> str | None:
     try:
         status = orjson.loads(raw).get("status")
     except (orjson.JSONDecodeError, AttributeError):
+        return None
+    return status if isinstance(status, str) else None
+
+
+def _prefect_accepted(raw: bytes) -> tuple[bool, str | None]:
+    """Prefect answers a resume with 200 and an orchestration result: ACCEPT resumed it."""
+    status = _orchestration_status(raw)
+    if status is None:
         return False, "Prefect answered with something other than an orchestration result"
     if status == "ACCEPT":
         return True, None
     return False, f"Prefect did not resume the run: {status}"
+
+
+def _flow_run_state_type(reply: Reply) -> str | None:
+    """The `state_type` of Prefect's flow run (`GET /flow_runs/{id}`), if it says one."""
+    try:
+        state_type = orjson.loads(reply.body).get("state_type")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    return state_type if isinstance(state_type, str) else None
