@@ -549,8 +549,16 @@ class Database:
     async def _transaction(self) -> AsyncIterator[Conn]:
         if self._sqlite_url is None:
             assert self.engine is not None
-            async with self.engine.begin() as connection:
-                yield connection
+            # Not `engine.begin()`: after `keep_so_far` commits, the block goes on in a
+            # new transaction (begun on its next statement).
+            async with self.engine.connect() as connection:
+                await connection.begin()
+                try:
+                    yield connection
+                except BaseException:
+                    await connection.rollback()
+                    raise
+                await connection.commit()
             return
         async with self._group_writer().transaction() as conn:
             yield conn

@@ -1,0 +1,135 @@
+"""Writes under concurrency: what a caller is told is what the store holds.
+
+On SQLite, concurrent writers share one transaction (group commit, a savepoint
+each); these tests hold the store to the promises of `Database.write()` on both
+databases: a write that returns is durable and visible to any new connection, a
+write that fails leaves nothing behind and does not take its neighbours with it,
+and `after_commit` callbacks run only once the work is committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from peopletasks.store import Database
+from peopletasks.store.database import after_commit, keep_so_far
+from peopletasks.store.tables import organizations
+from peopletasks.timeutil import utcnow
+from tests.conftest import new_database_url
+
+
+class Refused(Exception):
+    pass
+
+
+async def _names(url: str) -> set[str]:
+    """The organizations as a brand-new handle (its own connections) sees them."""
+    fresh = Database(url)
+    try:
+        async with fresh.read() as conn:
+            rows = await conn.execute(select(organizations.c.name))
+            return {row.name for row in rows}
+    finally:
+        await fresh.dispose()
+
+
+@pytest.fixture
+async def store(
+    request: pytest.FixtureRequest, backend: str, tmp_path: Path
+) -> tuple[Database, str]:
+    url = new_database_url(request, backend, tmp_path)
+    return Database(url), url
+
+
+async def test_concurrent_writes_keep_the_successful_and_drop_the_failed(
+    store: tuple[Database, str],
+) -> None:
+    db, url = store
+    committed: list[str] = []
+
+    async def one(i: int) -> str:
+        name = f"org-{i}"
+        async with db.write() as conn:
+            await conn.execute(organizations.insert().values(name=name, created_at=utcnow()))
+            after_commit(lambda: committed.append(name))
+            await asyncio.sleep(0)  # let the others in while this one is open
+            if i % 3 == 0:
+                raise Refused(name)
+        return name
+
+    try:
+        results = await asyncio.gather(*(one(i) for i in range(60)), return_exceptions=True)
+        ok = {r for r in results if isinstance(r, str)}
+        refused = [r for r in results if isinstance(r, Refused)]
+        assert len(ok) == 40 and len(refused) == 20
+        assert await _names(url) == ok
+        assert set(committed) == ok
+    finally:
+        await db.dispose()
+
+
+async def test_a_write_is_visible_to_a_new_connection_when_it_returns(
+    store: tuple[Database, str],
+) -> None:
+    db, url = store
+    seen: list[bool] = []
+
+    async def one(i: int) -> None:
+        async with db.write() as conn:
+            await conn.execute(organizations.insert().values(name=f"o{i}", created_at=utcnow()))
+        seen.append(f"o{i}" in await _names(url))
+
+    try:
+        await asyncio.gather(*(one(i) for i in range(20)))
+        assert seen == [True] * 20
+    finally:
+        await db.dispose()
+
+
+async def test_work_kept_before_a_failure_stays_and_its_callbacks_run(
+    store: tuple[Database, str],
+) -> None:
+    """What a decision after the deadline does: the expiry is kept, then a 409."""
+    db, url = store
+    ran: list[str] = []
+
+    async def decide_late() -> None:
+        async with db.write() as conn:
+            await conn.execute(organizations.insert().values(name="kept", created_at=utcnow()))
+            after_commit(lambda: ran.append("kept"))
+            await keep_so_far(conn)
+            await conn.execute(organizations.insert().values(name="dropped", created_at=utcnow()))
+            after_commit(lambda: ran.append("dropped"))
+            raise Refused
+
+    try:
+        with pytest.raises(Refused):
+            await decide_late()
+        assert await _names(url) == {"kept"}
+        assert ran == ["kept"]
+    finally:
+        await db.dispose()
+
+
+async def test_a_constraint_error_fails_that_write_only(store: tuple[Database, str]) -> None:
+    db, url = store
+
+    async def one(name: str) -> None:
+        async with db.write() as conn:
+            await conn.execute(organizations.insert().values(name=name, created_at=utcnow()))
+
+    try:
+        results = await asyncio.gather(
+            one("a"), one("b"), one("a"), one("c"), return_exceptions=True
+        )
+        failures = [r for r in results if isinstance(r, Exception)]
+        assert len(failures) == 1 and "unique" in str(failures[0]).lower()
+        assert await _names(url) == {"a", "b", "c"}
+        async with db.read() as conn:
+            assert await conn.scalar(select(func.count()).select_from(organizations)) == 3
+    finally:
+        await db.dispose()
