@@ -56,6 +56,12 @@ _MISSING: Any = object()
 #: default 2 MB cache, that cost more CPU than the rest of the request.
 CACHE_KIB = 64 * 1024
 MMAP_BYTES = 256 * 1024 * 1024
+#: The WAL is copied into the database file (in the COMMIT that fills it) every this
+#: many pages, not SQLite's 1,000: a checkpoint writes each changed page once, and
+#: the pages a burst of creates touches (index leaves) repeat. Measured under a full
+#: load of creates: 1,000 pages -> 1,093/s, 10,000 -> 1,228/s (a checkpoint on a
+#: thread, with writers queued for its last frames, made it 783/s).
+CHECKPOINT_PAGES = 10_000
 #: The savepoint of each writer inside a group transaction (SQLite).
 _SAVEPOINT = "writer"
 
@@ -364,6 +370,7 @@ def _sqlite_engine(url: str) -> Engine:
         cursor.execute("PRAGMA foreign_keys=ON")
         if not _OPTIMIZE_CHECKS_ALL:
             cursor.execute(f"PRAGMA analysis_limit={ANALYSIS_LIMIT}")
+        cursor.execute(f"PRAGMA wal_autocheckpoint={CHECKPOINT_PAGES}")
         cursor.close()
 
     return engine
@@ -497,10 +504,14 @@ class _GroupWriter:
         """Commit the writers that ran since the group began, unless one is still inside
         its block (it schedules this again when it leaves)."""
         self._commit_scheduled = False
-        group = self._group
-        if group is None or self._write_lock.locked():
+        if self._group is None or self._write_lock.locked():
             return
-        self._group = None
+        self._commit_open_group()
+
+    def _commit_open_group(self) -> None:
+        group, self._group = self._group, None
+        if group is None:
+            return
         assert self._writer is not None
         raw = self._writer.connection.dbapi_connection
         assert raw is not None
@@ -515,7 +526,7 @@ class _GroupWriter:
 
     def close(self) -> None:
         if self._group is not None and not self._write_lock.locked():
-            self._commit_group()
+            self._commit_open_group()
         if self._writer is not None:
             self._writer.close()
             self._writer = None
