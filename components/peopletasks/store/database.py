@@ -59,8 +59,9 @@ MMAP_BYTES = 256 * 1024 * 1024
 #: The WAL is copied into the database file (in the COMMIT that fills it) every this
 #: many pages, not SQLite's 1,000: a checkpoint writes each changed page once, and
 #: the pages a burst of creates touches (index leaves) repeat. Measured under a full
-#: load of creates: 1,000 pages -> 1,093/s, 10,000 -> 1,228/s (a checkpoint on a
-#: thread, with writers queued for its last frames, made it 783/s).
+#: load of creates: 1,000 pages -> 1,093/s, 10,000 -> 1,228/s. Checkpointing on a
+#: thread instead (most frames beside the writers, the last with them queued) made
+#: it 780-880/s: the copy competes for the same two cores.
 CHECKPOINT_PAGES = 10_000
 #: The savepoint of each writer inside a group transaction (SQLite).
 _SAVEPOINT = "writer"
