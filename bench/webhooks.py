@@ -12,7 +12,8 @@ One run (SQLite by default; `--postgres` uses a throw-away PostgreSQL cluster):
    then 10,000 with a bare asyncio keep-alive client, to tell the receiver's limit
    from the client's (httpx's pool costs CPU per request that grows with its size);
 3. phase A (latency): the service with its dispatcher; N tasks with one webhook
-   each; all N approved (32 concurrent). Delay = receipt time - `decidedAt`;
+   each; all N approved (32 keep-alive connections, a bare asyncio client: httpx
+   capped the decisions at ~160/s). Delay = receipt time - `decidedAt`;
 4. phase B (drain): on a fresh store the service runs without workers while N
    tasks get webhooks and are approved (the deliveries wait in the outbox); it is
    stopped and started again with workers: deliveries/s from its first /healthz
@@ -528,23 +529,50 @@ class Approvals:
         return len(self.latencies_ms) / max(1e-9, self.finished - self.started)
 
 
-async def approve_all(api: httpx.AsyncClient, hooked: list[Hooked], concurrency: int) -> Approvals:
+async def approve_all(base_url: str, hooked: list[Hooked], concurrency: int) -> Approvals:
+    """Approve every task over `concurrency` keep-alive connections with bare asyncio
+    streams: httpx's per-request CPU capped the decisions at ~160/s here (the bench's
+    own core), far below what the service takes, so the delay was measured under a
+    light load."""
+    url = httpx.URL(base_url)
+    host, port = url.host, url.port or 80
     latencies: list[float] = []
+    items = iter(range(len(hooked)))
 
-    async def one(i: int) -> None:
-        sent = time.perf_counter()
-        expect(
-            await api.put(
-                f"/people-task/tasks/{hooked[i].task_id}/approve",
-                json={"secret": hooked[i].approver_secret},
-            ),
-            200,
+    async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, i: int) -> None:
+        body = orjson.dumps({"secret": hooked[i].approver_secret})
+        writer.write(
+            f"PUT /people-task/tasks/{hooked[i].task_id}/approve HTTP/1.1\r\n"
+            f"host: {host}:{port}\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(body)}\r\n\r\n".encode()
+            + body
         )
-        latencies.append((time.perf_counter() - sent) * 1000)
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = 0
+        for line in head.lower().split(b"\r\n"):
+            if line.startswith(b"content-length:"):
+                length = int(line.split(b":", 1)[1])
+        answer = await reader.readexactly(length)
+        if not head.startswith(b"HTTP/1.1 200"):
+            raise RuntimeError(f"approve answered {head[:40]!r}: {answer[:200]!r}")
 
-    started = time.time()
-    await in_parallel(len(hooked), concurrency, one)
-    return Approvals(started, time.time(), latencies)
+    connections = [
+        await asyncio.open_connection(host, port) for _ in range(min(concurrency, len(hooked)))
+    ]
+    try:
+
+        async def worker(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            for i in items:
+                sent = time.perf_counter()
+                await exchange(reader, writer, i)
+                latencies.append((time.perf_counter() - sent) * 1000)
+
+        started = time.time()
+        await asyncio.gather(*(worker(r, w) for r, w in connections))
+        return Approvals(started, time.time(), latencies)
+    finally:
+        for _, writer in connections:
+            writer.close()
 
 
 async def wait_for_receipts(
@@ -832,7 +860,7 @@ class Bench:
                 meter = self.meter(service)
                 profiler = await self.profile_start(service, "profile-a")
                 meter.begin()
-                approvals = await approve_all(api, hooked, concurrency)
+                approvals = await approve_all(service.url, hooked, concurrency)
                 complete = await wait_for_receipts(receiver, n)
                 cpu = meter.end()
                 await self.profile_stop(profiler, "profile-a")
@@ -861,7 +889,7 @@ class Bench:
             async with client(service.url, token) as api:
                 hooked = await create_hooked_tasks(api, n, concurrency, f"{self.receiver_url}/hook")
                 expect(await receiver.post("/reset"), 200)
-                loading = await approve_all(api, hooked, concurrency)
+                loading = await approve_all(service.url, hooked, concurrency)
         finally:
             await self.stop_service(service)
         early = expect(await receiver.get("/count"), 200)["requests"]
@@ -1140,10 +1168,10 @@ def print_table(
         ("A: delay max", f"{max(ra.delays_ms, default=math.nan):.1f} ms", "-", "-"),
         ("A: first approve sent -> last receipt", f"{a['window'] * 1000:,.0f} ms", "-", "-"),
         (
-            "A: deliveries/s over that window",
+            "A: deliveries/s over that window (bound by approves/s)",
             f"{a['rate']:,.0f} /s",
-            f">= {RATE_TARGET:,.0f} /s",
-            judge("A deliveries/s", rate_ok(a["rate"])),
+            "-",
+            "-",
         ),
         ("A: approves/s (bounds A's rate)", f"{a['approvals'].rate:,.0f} /s", "-", "-"),
         ("  same, workers off (B's backlog)", f"{b['loading'].rate:,.0f} /s", "-", "-"),
