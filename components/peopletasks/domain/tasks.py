@@ -748,7 +748,9 @@ async def expire_due_tasks(domain: Domain, *, limit: int = 500) -> int:
             await conn.execute(
                 tasks.update()
                 .where(tasks.c.seq.in_(overdue.scalar_subquery()))
-                .where(tasks.c.status == Status.PENDING.value)
+                # Re-checked on each row found by key: written as an expression no
+                # index serves, or SQLite walked every pending task to apply it.
+                .where(tasks.c.status.concat("") == Status.PENDING.value)
                 .values(
                     status=Status.DUE.value,
                     updated_at=now,
