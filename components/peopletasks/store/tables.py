@@ -25,6 +25,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 from peopletasks.store.types import BigIntPK, UTCDateTime
@@ -135,8 +136,13 @@ tasks = Table(
     Index("ix_tasks_org_approver_status", "org_id", "approver", "status", "decision_by"),
     Index("ix_tasks_org_requester_status", "org_id", "requester", "status", "decision_by"),
     Index("ix_tasks_org_creator_status", "org_id", "created_by", "status", "decision_by"),
-    Index("ix_tasks_org_status_decision_by", "org_id", "status", "decision_by"),
-    Index("ix_tasks_pending_deadline", "status", "decision_by"),
+    # The deadline scheduler's: pending tasks only (a decision drops the entry).
+    Index(
+        "ix_tasks_pending_deadline",
+        "decision_by",
+        sqlite_where=text("status = 'pending'"),
+        postgresql_where=text("status = 'pending'"),
+    ),
     # Filters that stand on their own: the entity a task is about, a parent's children.
     Index("ix_tasks_org_connected", "org_id", "connected_id", "connected_type"),
     Index("ix_tasks_parent_id", "parent_id"),
