@@ -42,10 +42,11 @@ class UTCDateTime(TypeDecorator[datetime]):
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given to a UTC column")
-        value = value.astimezone(UTC)
+        if value.tzinfo is not UTC:
+            value = value.astimezone(UTC)
         if dialect.name == "sqlite":
             # SQLAlchemy's SQLite storage format, so stored values compare as before.
-            return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+            return value.isoformat(" ", "microseconds")[:-6]  # without "+00:00"
         return value
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
