@@ -13,7 +13,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from peopletasks.store import Database
 from peopletasks.store.database import after_commit, keep_so_far
@@ -56,7 +56,6 @@ async def test_concurrent_writes_keep_the_successful_and_drop_the_failed(
         async with db.write() as conn:
             await conn.execute(organizations.insert().values(name=name, created_at=utcnow()))
             after_commit(lambda: committed.append(name))
-            await asyncio.sleep(0)  # let the others in while this one is open
             if i % 3 == 0:
                 raise Refused(name)
         return name
@@ -131,5 +130,45 @@ async def test_a_constraint_error_fails_that_write_only(store: tuple[Database, s
         assert await _names(url) == {"a", "b", "c"}
         async with db.read() as conn:
             assert await conn.scalar(select(func.count()).select_from(organizations)) == 3
+    finally:
+        await db.dispose()
+
+
+async def test_a_failed_commit_fails_every_writer_of_its_group(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """SQLite shares a COMMIT among concurrent writers (all three below start in one
+    turn of the event loop): when it fails, each of them is told so, nothing of
+    theirs is stored and none of their callbacks runs."""
+    url = new_database_url(request, "sqlite", tmp_path)
+    db = Database(url)
+    ran: list[str] = []
+    try:
+        async with db.write() as conn:
+            # A constraint SQLite checks only at COMMIT (deferred), to make one fail.
+            await conn.execute(
+                text(
+                    "CREATE TABLE claims (id INTEGER PRIMARY KEY, org INTEGER REFERENCES"
+                    " organizations(id) DEFERRABLE INITIALLY DEFERRED)"
+                )
+            )
+
+        async def one(name: str, org: int) -> None:
+            async with db.write() as conn:
+                await conn.execute(organizations.insert().values(name=name, created_at=utcnow()))
+                await conn.execute(text("INSERT INTO claims (org) VALUES (:org)"), {"org": org})
+                after_commit(lambda: ran.append(name))
+
+        results = await asyncio.gather(
+            one("a", 1), one("b", 999_999), one("c", 1), return_exceptions=True
+        )
+        assert all(isinstance(r, Exception) for r in results), results
+        assert all("foreign key" in str(r).lower() for r in results), results
+        assert await _names(url) == set()
+        assert ran == []
+        # The store goes on: the next write commits.
+        async with db.write() as conn:
+            await conn.execute(organizations.insert().values(name="d", created_at=utcnow()))
+        assert await _names(url) == {"d"}
     finally:
         await db.dispose()

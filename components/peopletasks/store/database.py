@@ -94,6 +94,22 @@ _REANALYZE_RATIO = 25
 
 
 #: Callbacks of the current `Database.write()` transaction, run once it has committed.
+def _commit_failed(error: sqlite3.Error) -> Exception:
+    """A group's COMMIT (or the transaction) failed: nothing of it is stored."""
+    failure = _translated(error, "COMMIT")
+    failure.peopletasks_commit_failed = True  # type: ignore[attr-defined]
+    return failure
+
+
+def _is_commit_failure(error: BaseException) -> bool:
+    seen: BaseException | None = error
+    while seen is not None:
+        if getattr(seen, "peopletasks_commit_failed", False):
+            return True
+        seen = seen.__cause__
+    return False
+
+
 class _Callbacks:
     """The `after_commit` callbacks of a `write()` block: those of work made durable by
     `keep_so_far` (run even if the block then fails), and the rest."""
@@ -492,9 +508,14 @@ class _GroupWriter:
             else:
                 self._keep(raw)
             self._commit_soon()
-        await asyncio.shield(group)
-        if failure is not None:
-            raise failure
+        if failure is None:
+            await asyncio.shield(group)
+            return
+        try:
+            await asyncio.shield(group)  # work it kept (`keep_so_far`) is committed
+        except Exception as lost:
+            raise failure from lost
+        raise failure
 
     def _keep(self, raw: Any) -> None:
         try:
@@ -515,7 +536,7 @@ class _GroupWriter:
         if raw.in_transaction:
             raw.execute("ROLLBACK")
         if group is not None and not group.done():
-            group.set_exception(_translated(error, "COMMIT"))
+            group.set_exception(_commit_failed(error))
 
     def _commit_soon(self) -> None:
         if not self._commit_scheduled:
@@ -542,7 +563,7 @@ class _GroupWriter:
         except sqlite3.Error as error:
             if raw.in_transaction:
                 raw.execute("ROLLBACK")
-            group.set_exception(_translated(error, "COMMIT"))
+            group.set_exception(_commit_failed(error))
             return
         group.set_result(None)
 
@@ -605,9 +626,10 @@ class Database:
         try:
             async with self._transaction() as conn:
                 yield conn
-        except Exception:
-            for callback in callbacks.kept:
-                callback()
+        except Exception as error:
+            if not _is_commit_failure(error):
+                for callback in callbacks.kept:
+                    callback()
             raise
         finally:
             _after_commit.reset(token)
