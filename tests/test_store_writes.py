@@ -10,6 +10,7 @@ and `after_commit` callbacks run only once the work is committed.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -40,9 +41,11 @@ async def _names(url: str) -> set[str]:
 @pytest.fixture
 async def store(
     request: pytest.FixtureRequest, backend: str, tmp_path: Path
-) -> tuple[Database, str]:
+) -> AsyncIterator[tuple[Database, str]]:
     url = new_database_url(request, backend, tmp_path)
-    return Database(url), url
+    db = Database(url)
+    yield db, url
+    await db.dispose()
 
 
 async def test_concurrent_writes_keep_the_successful_and_drop_the_failed(
@@ -60,15 +63,12 @@ async def test_concurrent_writes_keep_the_successful_and_drop_the_failed(
                 raise Refused(name)
         return name
 
-    try:
-        results = await asyncio.gather(*(one(i) for i in range(60)), return_exceptions=True)
-        ok = {r for r in results if isinstance(r, str)}
-        refused = [r for r in results if isinstance(r, Refused)]
-        assert len(ok) == 40 and len(refused) == 20
-        assert await _names(url) == ok
-        assert set(committed) == ok
-    finally:
-        await db.dispose()
+    results = await asyncio.gather(*(one(i) for i in range(60)), return_exceptions=True)
+    ok = {r for r in results if isinstance(r, str)}
+    refused = [r for r in results if isinstance(r, Refused)]
+    assert len(ok) == 40 and len(refused) == 20
+    assert await _names(url) == ok
+    assert set(committed) == ok
 
 
 async def test_a_write_is_visible_to_a_new_connection_when_it_returns(
@@ -82,11 +82,8 @@ async def test_a_write_is_visible_to_a_new_connection_when_it_returns(
             await conn.execute(organizations.insert().values(name=f"o{i}", created_at=utcnow()))
         seen.append(f"o{i}" in await _names(url))
 
-    try:
-        await asyncio.gather(*(one(i) for i in range(20)))
-        assert seen == [True] * 20
-    finally:
-        await db.dispose()
+    await asyncio.gather(*(one(i) for i in range(20)))
+    assert seen == [True] * 20
 
 
 async def test_work_kept_before_a_failure_stays_and_its_callbacks_run(
@@ -105,13 +102,10 @@ async def test_work_kept_before_a_failure_stays_and_its_callbacks_run(
             after_commit(lambda: ran.append("dropped"))
             raise Refused
 
-    try:
-        with pytest.raises(Refused):
-            await decide_late()
-        assert await _names(url) == {"kept"}
-        assert ran == ["kept"]
-    finally:
-        await db.dispose()
+    with pytest.raises(Refused):
+        await decide_late()
+    assert await _names(url) == {"kept"}
+    assert ran == ["kept"]
 
 
 async def test_a_constraint_error_fails_that_write_only(store: tuple[Database, str]) -> None:
@@ -121,17 +115,12 @@ async def test_a_constraint_error_fails_that_write_only(store: tuple[Database, s
         async with db.write() as conn:
             await conn.execute(organizations.insert().values(name=name, created_at=utcnow()))
 
-    try:
-        results = await asyncio.gather(
-            one("a"), one("b"), one("a"), one("c"), return_exceptions=True
-        )
-        failures = [r for r in results if isinstance(r, Exception)]
-        assert len(failures) == 1 and "unique" in str(failures[0]).lower()
-        assert await _names(url) == {"a", "b", "c"}
-        async with db.read() as conn:
-            assert await conn.scalar(select(func.count()).select_from(organizations)) == 3
-    finally:
-        await db.dispose()
+    results = await asyncio.gather(one("a"), one("b"), one("a"), one("c"), return_exceptions=True)
+    failures = [r for r in results if isinstance(r, Exception)]
+    assert len(failures) == 1 and "unique" in str(failures[0]).lower()
+    assert await _names(url) == {"a", "b", "c"}
+    async with db.read() as conn:
+        assert await conn.scalar(select(func.count()).select_from(organizations)) == 3
 
 
 async def test_a_failed_commit_fails_every_writer_of_its_group(

@@ -43,15 +43,18 @@ async def authenticate(
     raise Unauthorized("send `Authorization: Bearer <api token>`, or a task `secret`")
 
 
-def bearer_of(request: Request) -> HTTPAuthorizationCredentials | None:
-    """The `Authorization: Bearer ...` credentials, read as `HTTPBearer` would."""
-    header = request.headers.get("authorization")
+def bearer_credentials(header: str | None) -> HTTPAuthorizationCredentials | None:
+    """The credentials of an `Authorization: Bearer ...` header, read as `HTTPBearer` would."""
     if not header:
         return None
     scheme, _, credentials = header.partition(" ")
     if scheme.lower() != "bearer" or not credentials:
         return None
     return HTTPAuthorizationCredentials(scheme=scheme, credentials=credentials)
+
+
+def bearer_of(request: Request) -> HTTPAuthorizationCredentials | None:
+    return bearer_credentials(request.headers.get("authorization"))
 
 
 async def current_principal(request: Request, secret: SecretQuery = None) -> Principal:

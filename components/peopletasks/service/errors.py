@@ -38,6 +38,13 @@ def _detail(error: dict[str, Any]) -> dict[str, Any]:
     return {"field": _field(tuple(error.get("loc", ()))), "message": message}
 
 
+def internal_error() -> PeopleTaskError:
+    """What a caller is told of a failure we did not foresee (the log has the rest)."""
+    error = PeopleTaskError("internal error; the service log has the details", code="internal")
+    error.status = 500
+    return error
+
+
 def validation_error(exc: RequestValidationError) -> PeopleTaskError:
     errors = list(exc.errors())
     if any(e["type"] == "json_invalid" for e in errors):
@@ -77,6 +84,4 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> FastJSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
-        error = PeopleTaskError("internal error; the service log has the details", code="internal")
-        error.status = 500
-        return error_response(error)
+        return error_response(internal_error())

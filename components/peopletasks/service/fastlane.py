@@ -33,7 +33,8 @@ from peopletasks.domain import Domain, Status
 from peopletasks.domain import tasks as task_ops
 from peopletasks.domain.inputs import Decide, TaskCreate
 from peopletasks.errors import PeopleTaskError
-from peopletasks.service.auth import authenticate
+from peopletasks.service.auth import authenticate, bearer_credentials
+from peopletasks.service.errors import internal_error
 from peopletasks.service.responses import error_response
 
 log = logging.getLogger("peopletasks.service")
@@ -66,13 +67,9 @@ def _query_secret(query: bytes) -> str | None:
 
 
 def _bearer(scope: Scope) -> HTTPAuthorizationCredentials | None:
-    """The bearer credentials, read as `service.auth.bearer_of` reads them."""
     for name, value in scope["headers"]:
         if name == b"authorization":
-            scheme, _, credentials = value.decode("latin-1").partition(" ")
-            if scheme.lower() != "bearer" or not credentials:
-                return None
-            return HTTPAuthorizationCredentials(scheme=scheme, credentials=credentials)
+            return bearer_credentials(value.decode("latin-1"))
     return None
 
 
@@ -85,7 +82,7 @@ def _json_body_allowed(scope: Scope) -> bool:
     return True
 
 
-async def _send_json(send: Send, status: int, body: bytes, extra: list[Any] | None = None) -> None:
+async def _send_json(send: Send, status: int, body: bytes, extra: list[Any] | None) -> None:
     headers = [(b"content-length", str(len(body)).encode()), _JSON]
     if extra:
         headers.extend(extra)
@@ -117,13 +114,13 @@ class FastLane:
                 if not task_id or "/" in task_id or len(task_id) > _MAX_ID:
                     raise _Decline
                 secret = _query_secret(scope["query_string"])
-                await self._answer(send, self._get(scope, task_id, secret))
+                await self._answer(scope, receive, send, self._get(scope, task_id, secret))
                 return
             if method == "POST" and path == _TASKS:
                 secret = _query_secret(scope["query_string"])
                 body = await self._body(scope, receive)
                 data = TaskCreate.model_validate(orjson.loads(body))
-                await self._answer(send, self._create(scope, data, secret))
+                await self._answer(scope, receive, send, self._create(scope, data, secret))
                 return
             if method == "PUT" and path.startswith(_TASK_PREFIX):
                 task_id, _, action = path[len(_TASK_PREFIX) :].rpartition("/")
@@ -133,7 +130,9 @@ class FastLane:
                 secret = _query_secret(scope["query_string"])
                 body = await self._body(scope, receive)
                 given = Decide.model_validate(orjson.loads(body)) if body else None
-                await self._answer(send, self._decide(scope, task_id, secret, given, decision))
+                await self._answer(
+                    scope, receive, send, self._decide(scope, task_id, secret, given, decision)
+                )
                 return
             raise _Decline
         except (_Decline, ValidationError, orjson.JSONDecodeError, UnicodeDecodeError):
@@ -158,23 +157,17 @@ class FastLane:
         domain: Domain = self.state_app.state.domain
         return domain
 
-    async def _answer(self, send: Send, work: Any) -> None:
+    async def _answer(self, scope: Scope, receive: Receive, send: Send, work: Any) -> None:
         """Run the domain call `work` (a coroutine giving status, body, extra headers)
         and send its answer, or the error as FastAPI's handlers would render it."""
         try:
             status, content, extra = await work
         except PeopleTaskError as failure:
-            response = error_response(failure)
-            await _send_json(send, response.status_code, bytes(response.body), _extra(response))
+            await error_response(failure)(scope, receive, send)
             return
         except Exception:
-            log.exception("unexpected error on the fast lane")
-            internal = PeopleTaskError(
-                "internal error; the service log has the details", code="internal"
-            )
-            internal.status = 500
-            response = error_response(internal)
-            await _send_json(send, 500, bytes(response.body))
+            log.exception("unexpected error on %s %s", scope["method"], scope["path"])
+            await error_response(internal_error())(scope, receive, send)
             return
         await _send_json(send, status, orjson.dumps(content), extra)
 
@@ -208,15 +201,6 @@ class FastLane:
         )
         comment = given.comment if given else None
         return 200, await task_ops.decide_task(domain, principal, task_id, decision, comment), None
-
-
-def _extra(response: Any) -> list[Any]:
-    """A rendered error's headers beyond length and type (e.g. WWW-Authenticate)."""
-    return [
-        (name, value)
-        for name, value in response.raw_headers
-        if name not in (b"content-length", b"content-type")
-    ]
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

@@ -52,16 +52,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 T = TypeVar("T")
 _MISSING: Any = object()
 #: SQLite page cache per connection (KiB) and memory-mapped reads (bytes): a create
-#: touches a page of each of the task's ten indexes; read through the OS with the
+#: touches a page of each of the task's indexes; read through the OS with the
 #: default 2 MB cache, that cost more CPU than the rest of the request.
 CACHE_KIB = 64 * 1024
 MMAP_BYTES = 256 * 1024 * 1024
 #: The WAL is copied into the database file (in the COMMIT that fills it) every this
 #: many pages, not SQLite's 1,000: a checkpoint writes each changed page once, and
 #: the pages a burst of creates touches (index leaves) repeat. Measured under a full
-#: load of creates: 1,000 pages -> 1,093/s, 10,000 -> 1,228/s. Checkpointing on a
-#: thread instead (most frames beside the writers, the last with them queued) made
-#: it 780-880/s: the copy competes for the same two cores.
+#: load of creates: 1,000 pages -> 1,093/s, 10,000 -> 1,228/s. Most of a
+#: checkpoint is its two fsyncs (28,000 frames: 208 ms, 26 ms unsynced); on a thread,
+#: with writers queued for the last frames, it made 780-880/s.
 CHECKPOINT_PAGES = 10_000
 #: The savepoint of each writer inside a group transaction (SQLite).
 _SAVEPOINT = "writer"
@@ -93,7 +93,6 @@ ANALYSIS_LIMIT = 400
 _REANALYZE_RATIO = 25
 
 
-#: Callbacks of the current `Database.write()` transaction, run once it has committed.
 def _commit_failed(error: sqlite3.Error) -> Exception:
     """A group's COMMIT (or the transaction) failed: nothing of it is stored."""
     failure = _translated(error, "COMMIT")
@@ -121,6 +120,7 @@ class _Callbacks:
         self.pending: list[Callable[[], None]] = []
 
 
+#: Callbacks of the current `Database.write()` transaction, run once it has committed.
 _after_commit: ContextVar[_Callbacks | None] = ContextVar("peopletasks_after_commit", default=None)
 
 
@@ -294,14 +294,6 @@ class PreparedResult:
                 else MultipleResultsFound("expected one row")
             )
         return self._rows[0]
-
-    def one_or_none(self) -> Any:
-        if len(self._rows) > 1:
-            raise MultipleResultsFound("expected at most one row")
-        return self.first()
-
-    def scalar(self) -> Any:
-        return self._rows[0][0] if self._rows else None
 
     def scalar_one(self) -> Any:
         return self.one()[0]
