@@ -13,7 +13,10 @@ One run (SQLite by default; `--postgres` uses a throw-away PostgreSQL cluster):
    from the client's (httpx's pool costs CPU per request that grows with its size);
 3. phase A (latency): the service with its dispatcher; N tasks with one webhook
    each; all N approved (32 keep-alive connections, a bare asyncio client: httpx
-   capped the decisions at ~160/s). Delay = receipt time - `decidedAt`;
+   capped the decisions at ~160/s). Delay = receipt time - `decidedAt` (stamped
+   when the decision's transaction begins); on PostgreSQL also receipt time - the
+   decision's commit (the cluster keeps commit timestamps), which the target is
+   judged on there;
 4. phase B (drain): on a fresh store the service runs without workers while N
    tasks get webhooks and are approved (the deliveries wait in the outbox); it is
    stopped and started again with workers: deliveries/s from its first /healthz
@@ -377,6 +380,8 @@ class Receipts:
     records: list[dict[str, Any]]
     first_at: dict[str, float] = field(default_factory=dict)  # task id -> first receipt
     delays_ms: list[float] = field(default_factory=list)
+    #: From each decision's commit (PostgreSQL only: its commit timestamps).
+    commit_delays_ms: list[float] = field(default_factory=list)
     duplicates: int = 0
     strangers: int = 0
 
@@ -392,6 +397,13 @@ class Receipts:
             self.first_at[task_id] = float(record["at"])
             if record["decidedAt"]:
                 self.delays_ms.append((record["at"] - parse_time(record["decidedAt"])) * 1000)
+
+    def from_commits(self, committed: dict[str, float]) -> None:
+        self.commit_delays_ms = [
+            (at - committed[task_id]) * 1000
+            for task_id, at in self.first_at.items()
+            if task_id in committed
+        ]
 
     @property
     def missing(self) -> int:
@@ -699,6 +711,20 @@ class Bench:
 
     # -- stores and processes --
 
+    def commit_times(self, database: str) -> dict[str, float]:
+        """Task id -> when the transaction that last changed it committed (PostgreSQL's
+        commit timestamps; for a decided task, its decision's)."""
+        assert self.cluster is not None
+        out = self.cluster.psql(
+            "SELECT id, extract(epoch FROM pg_xact_commit_timestamp(xmin)) FROM tasks", database
+        )
+        times = {}
+        for line in out.splitlines():
+            task_id, _, at = line.partition("|")
+            if at:
+                times[task_id] = float(at)
+        return times
+
     def new_store(self, name: str) -> Store:
         if self.cluster is not None:
             return Store(self.cluster.create_database(name))
@@ -869,6 +895,8 @@ class Bench:
                 breakdown = await breakdown_of(api, hooked, receipts, concurrency)
         finally:
             await self.stop_service(service)
+        if self.cluster is not None:
+            receipts.from_commits(self.commit_times("bench"))
         window = receipts.last - approvals.started
         return {
             "receipts": receipts,
@@ -942,7 +970,9 @@ class Bench:
             sys.path.insert(0, str(REPO))
             from tests.support.postgres import PostgresCluster
 
-            self.cluster = PostgresCluster()
+            # Commit timestamps: the delay from each decision's own commit (not only
+            # from `decidedAt`, stamped when its transaction began).
+            self.cluster = PostgresCluster(settings={"track_commit_timestamp": "on"})
             self.cluster.start()  # blocks the loop briefly; nothing else runs yet
             print(f"postgres: throw-away cluster on port {self.cluster.port}")
         await self.start_receiver()
@@ -1149,6 +1179,31 @@ def print_table(
     def rate_ok(value: float) -> bool:
         return not math.isnan(value) and value >= RATE_TARGET
 
+    def ok(p99: float) -> bool:
+        return not math.isnan(p99) and p99 <= P99_TARGET_MS
+
+    # The target is from the decision's commit. On PostgreSQL its commit timestamp
+    # says when that was; on SQLite `decidedAt` is stamped in the same turn of the
+    # event loop as the group's COMMIT (a few ms before it), so the delay from it is
+    # judged: it reads a little long, never short.
+    by_commit = bool(ra.commit_delays_ms)
+    commit_p99 = percentile(ra.commit_delays_ms, 99)
+    commit_rows: list[tuple[str, str, str, str]] = []
+    if by_commit:
+        commit_rows = [
+            (
+                "A: delay commit -> receipt, p50 (commit timestamps)",
+                f"{percentile(ra.commit_delays_ms, 50):.1f} ms",
+                "-",
+                "-",
+            ),
+            (
+                "A: delay commit -> receipt, p99",
+                f"{commit_p99:.1f} ms",
+                f"<= {P99_TARGET_MS:.0f} ms",
+                judge("A p99 delay from commit", ok(commit_p99)),
+            ),
+        ]
     store = "PostgreSQL" if args.postgres else "SQLite"
     rows: list[tuple[str, str, str, str]] = [
         (
@@ -1162,10 +1217,11 @@ def print_table(
         (
             "A: delay p99",
             f"{p99:.1f} ms",
-            f"<= {P99_TARGET_MS:.0f} ms",
-            judge("A p99 delay", not math.isnan(p99) and p99 <= P99_TARGET_MS),
+            "-" if by_commit else f"<= {P99_TARGET_MS:.0f} ms",
+            "-" if by_commit else judge("A p99 delay", ok(p99)),
         ),
         ("A: delay max", f"{max(ra.delays_ms, default=math.nan):.1f} ms", "-", "-"),
+        *commit_rows,
         ("A: first approve sent -> last receipt", f"{a['window'] * 1000:,.0f} ms", "-", "-"),
         (
             "A: deliveries/s over that window (bound by approves/s)",

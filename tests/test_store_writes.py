@@ -10,14 +10,15 @@ and `after_commit` callbacks run only once the work is committed.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select, text
 
-from peopletasks.store import Database
-from peopletasks.store.database import after_commit, keep_so_far
+from peopletasks.store import Database, database
+from peopletasks.store.database import after_commit, keep_so_far, sqlite_path
 from peopletasks.store.tables import organizations
 from peopletasks.timeutil import utcnow
 from tests.conftest import new_database_url
@@ -161,3 +162,44 @@ async def test_a_failed_commit_fails_every_writer_of_its_group(
         assert await _names(url) == {"d"}
     finally:
         await db.dispose()
+
+
+async def test_the_wal_stays_bounded_under_a_load_that_never_pauses(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite copies its write-ahead log into the database file on a thread, beside the
+    writers, which never quite catches up while they write; once the log holds
+    RESTART_FRAMES, writers wait for the last frames and the log starts afresh. The
+    log file stays small however long the load, and every write is in the store."""
+    monkeypatch.setattr(database, "CHECKPOINT_SECONDS", 0.0)
+    monkeypatch.setattr(database, "RESTART_FRAMES", 100)
+    url = new_database_url(request, "sqlite", tmp_path)
+    path = sqlite_path(url)
+    assert path is not None
+    wal = path.with_name(path.name + "-wal")
+    db = Database(url)
+    padding = "x" * 2000  # a page of table and a page of unique index per write, at least
+    largest_wal = 0
+    try:
+
+        async def writer(k: int) -> None:
+            nonlocal largest_wal
+            for i in range(250):
+                async with db.write() as conn:
+                    row = {"name": f"{k}-{i}-{padding}", "created_at": utcnow()}
+                    await conn.execute(organizations.insert().values(**row))
+                largest_wal = max(largest_wal, wal.stat().st_size)
+
+        await asyncio.gather(*(writer(k) for k in range(8)))
+        written_pages = 2 * 8 * 250
+    finally:
+        await db.dispose()
+    # Without the restarts the log would hold every page written (SQLite's own
+    # automatic checkpoint would have let it reach 10,000).
+    assert largest_wal < written_pages * 4096 / 4, (largest_wal, written_pages)
+    plain = sqlite3.connect(path)
+    try:
+        assert plain.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert plain.execute("SELECT count(*) FROM organizations").fetchone() == (2000,)
+    finally:
+        plain.close()

@@ -37,6 +37,7 @@ import sqlite3
 import weakref
 from collections import namedtuple
 from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from pathlib import Path
@@ -56,13 +57,16 @@ _MISSING: Any = object()
 #: default 2 MB cache, that cost more CPU than the rest of the request.
 CACHE_KIB = 64 * 1024
 MMAP_BYTES = 256 * 1024 * 1024
-#: The WAL is copied into the database file (in the COMMIT that fills it) every this
-#: many pages, not SQLite's 1,000: a checkpoint writes each changed page once, and
-#: the pages a burst of creates touches (index leaves) repeat. Measured under a full
-#: load of creates: 1,000 pages -> 1,093/s, 10,000 -> 1,228/s. Most of a
-#: checkpoint is its two fsyncs (28,000 frames: 208 ms, 26 ms unsynced); on a thread,
-#: with writers queued for the last frames, it made 780-880/s.
-CHECKPOINT_PAGES = 10_000
+#: The WAL is copied into the database file on a thread of its own (`_Checkpointer`),
+#: at most this often while there are commits. SQLite's automatic checkpoint runs
+#: inside the COMMIT that fills the WAL and held the event loop through its two
+#: fsyncs (measured: 28,000 frames, 208 ms; 26 ms unsynced), every request with it.
+CHECKPOINT_SECONDS = 1.0
+#: A checkpoint beside running writers never quite catches up, so the WAL would
+#: grow without end under a steady load: once it holds this many frames, writers
+#: wait while the frames written since the last checkpoint are copied, and the next
+#: transaction starts the WAL afresh.
+RESTART_FRAMES = 40_000
 #: The savepoint of each writer inside a group transaction (SQLite).
 _SAVEPOINT = "writer"
 
@@ -376,7 +380,7 @@ def _json_text(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def _sqlite_engine(url: str) -> Engine:
+def _sqlite_engine(url: str, *, autocheckpoint: bool = True) -> Engine:
     sync_url = make_url(url).set(drivername="sqlite")
     engine = create_engine(
         sync_url,
@@ -400,7 +404,8 @@ def _sqlite_engine(url: str) -> Engine:
         cursor.execute("PRAGMA foreign_keys=ON")
         if not _OPTIMIZE_CHECKS_ALL:
             cursor.execute(f"PRAGMA analysis_limit={ANALYSIS_LIMIT}")
-        cursor.execute(f"PRAGMA wal_autocheckpoint={CHECKPOINT_PAGES}")
+        if not autocheckpoint:
+            cursor.execute("PRAGMA wal_autocheckpoint=0")
         cursor.close()
 
     return engine
@@ -467,7 +472,8 @@ class _GroupWriter:
     (see the module's docstring)."""
 
     def __init__(self, url: str) -> None:
-        self.engine = _sqlite_engine(url)
+        path = sqlite_path(url)
+        self.engine = _sqlite_engine(url, autocheckpoint=path is None)
         self.users: weakref.WeakSet[Database] = weakref.WeakSet()
         self.closed = False
         self._write_lock = asyncio.Lock()
@@ -475,6 +481,8 @@ class _GroupWriter:
         #: The open transaction's group of writers (resolved by its commit).
         self._group: asyncio.Future[None] | None = None
         self._commit_scheduled = False
+        #: Copies the WAL into the file off the event loop (None: in memory, no WAL).
+        self._checkpointer = _Checkpointer(path, self) if path is not None else None
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Conn]:
@@ -558,8 +566,19 @@ class _GroupWriter:
             group.set_exception(_commit_failed(error))
             return
         group.set_result(None)
+        if self._checkpointer is not None:
+            self._checkpointer.committed()
+
+    @asynccontextmanager
+    async def writers_held(self) -> AsyncIterator[None]:
+        """No writer runs, and every group is committed, inside this block."""
+        async with self._write_lock:
+            self._commit_open_group()
+            yield
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
         if self._group is not None and not self._write_lock.locked():
             self._commit_open_group()
         if self._writer is not None:
@@ -567,6 +586,64 @@ class _GroupWriter:
             self._writer = None
         self.engine.dispose()
         self.closed = True
+
+
+class _Checkpointer:
+    """Copies a SQLite file's WAL into the file on a thread (one connection of its own),
+    at most every CHECKPOINT_SECONDS while there are commits, beside the writers; past
+    RESTART_FRAMES, the rest with the writers held, so the WAL starts afresh."""
+
+    def __init__(self, path: Path, writer: _GroupWriter) -> None:
+        self._path = path
+        self._writer = writer
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wal-checkpoint")
+        self._connection: sqlite3.Connection | None = None
+        self._dirty: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopped = False
+
+    def committed(self) -> None:
+        if self._stopped:
+            return
+        if self._dirty is None:
+            self._dirty = asyncio.Event()
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        self._dirty.set()
+
+    async def _run(self) -> None:
+        assert self._dirty is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            try:
+                frames = await loop.run_in_executor(self._thread, self._checkpoint)
+                if frames >= RESTART_FRAMES:
+                    async with self._writer.writers_held():
+                        await loop.run_in_executor(self._thread, self._checkpoint)
+            except Exception as error:  # the next one tries again
+                log.warning("WAL checkpoint of %s failed: %s", self._path, error)
+            await asyncio.sleep(CHECKPOINT_SECONDS)
+
+    def _checkpoint(self) -> int:
+        """One PASSIVE checkpoint (on the thread); the frames the WAL holds."""
+        if self._connection is None:
+            self._connection = sqlite3.connect(self._path, timeout=0, isolation_level=None)
+        row = self._connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        return int(row[1]) if row else 0
+
+    def _close_connection(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    def stop(self) -> None:
+        """Stop checkpointing (a checkpoint under way finishes first)."""
+        self._stopped = True
+        if self._task is not None and not self._task.get_loop().is_closed():
+            self._task.cancel()
+        self._thread.submit(self._close_connection)
+        self._thread.shutdown(wait=True)
 
 
 #: The group writers of each event loop, by SQLite file.
