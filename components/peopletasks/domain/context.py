@@ -74,8 +74,8 @@ class Domain:
     wait_recheck_seconds: float = 5.0
     token_cache: TTLCache[str, object] = field(init=False)
     person_cache: TTLCache[str, object] = field(init=False)
-    #: (org id, approver, requester) -> the two secrets a new task answers with
-    secrets_cache: TTLCache[tuple[int, str, str], tuple[str, str]] = field(init=False)
+    #: (organization, e-mail, role) -> that person's current secret.
+    secrets_cache: TTLCache[tuple[int, str, str], str] = field(init=False)
     #: Set after a commit that wrote webhook deliveries: wakes the dispatcher.
     outbox_ready: asyncio.Event = field(init=False)
     deadlines: DeadlineAlarm = field(init=False)

@@ -222,19 +222,19 @@ async def issue_secrets(
     another replica reaches this one's new tasks within that time, as it reaches
     its secret checks.
     """
-    key = (org_id, approver, requester)
-    remembered = domain.secrets_cache.get(key)
-    if remembered is not None:
-        return remembered
-    found = await ensure_people(
-        conn, org_id, [(approver, Role.APPROVER), (requester, Role.REQUESTER)]
-    )
-    issued = (
-        _secret_for(domain, found[(approver, Role.APPROVER.value)]),
-        _secret_for(domain, found[(requester, Role.REQUESTER.value)]),
-    )
-    domain.secrets_cache.put(key, issued)
-    return issued
+    cache = domain.secrets_cache
+    approver_key = (org_id, approver, Role.APPROVER.value)
+    requester_key = (org_id, requester, Role.REQUESTER.value)
+    approver_secret, requester_secret = cache.get(approver_key), cache.get(requester_key)
+    if approver_secret is None or requester_secret is None:
+        found = await ensure_people(
+            conn, org_id, [(approver, Role.APPROVER), (requester, Role.REQUESTER)]
+        )
+        approver_secret = _secret_for(domain, found[approver_key[1:]])
+        requester_secret = _secret_for(domain, found[requester_key[1:]])
+        cache.put(approver_key, approver_secret)
+        cache.put(requester_key, requester_secret)
+    return approver_secret, requester_secret
 
 
 async def rotate_secret(

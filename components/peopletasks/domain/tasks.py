@@ -26,8 +26,10 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    literal_column,
     or_,
     select,
+    text,
     type_coerce,
     union,
 )
@@ -50,7 +52,14 @@ from peopletasks.domain.views import history_view, note_view, status_entry, task
 from peopletasks.domain.waiting import CHANNEL, announce, wait_event
 from peopletasks.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from peopletasks.store.database import Conn, keep_so_far, prepared
-from peopletasks.store.tables import task_assignees, task_history, task_notes, tasks, webhooks
+from peopletasks.store.tables import (
+    PENDING_DEADLINE_INDEX,
+    task_assignees,
+    task_history,
+    task_notes,
+    tasks,
+    webhooks,
+)
 from peopletasks.store.types import UTCDateTime
 from peopletasks.timeutil import utcnow
 
@@ -531,7 +540,7 @@ def _decide_statement(
         .returning(tasks)
     )
     if not extra:
-        _DECIDE[key] = prepared(statement)
+        _DECIDE[key] = prepared(statement, reread_by=("id", "b_id"))
     return statement
 
 
@@ -837,10 +846,23 @@ async def expire_due_tasks(domain: Domain, *, limit: int = 500) -> int:
     return len(rows)
 
 
+#: The earliest deadline of a pending task, from the index of pending deadlines (its
+#: first entry). SQLite is told which index: with sampled statistics it judged the
+#: partial index large and walked a role index instead (28 ms at 226,000 tasks, on
+#: the event loop, each time the scheduler woke; measured).
+_NEXT_DEADLINE = {
+    "sqlite": text(
+        f"SELECT min(decision_by) AS earliest FROM tasks INDEXED BY {PENDING_DEADLINE_INDEX}"  # noqa: S608
+        " WHERE status = 'pending'"
+    ).columns(earliest=UTCDateTime()),
+    "postgresql": select(func.min(tasks.c.decision_by)).where(
+        tasks.c.status == literal_column("'pending'")  # the partial index's own condition
+    ),
+}
+
+
 async def next_deadline(domain: Domain) -> datetime | None:
     """The earliest deadline of a pending task."""
     async with domain.db.read() as conn:
-        earliest: datetime | None = await conn.scalar(
-            select(func.min(tasks.c.decision_by)).where(tasks.c.status == Status.PENDING.value)
-        )
+        earliest: datetime | None = await conn.scalar(_NEXT_DEADLINE[conn.dialect.name])
     return earliest

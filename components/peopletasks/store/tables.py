@@ -90,6 +90,9 @@ people = Table(
     UniqueConstraint("org_id", "email", "role", name="uq_people_org_email_role"),
 )
 
+#: The deadline scheduler's index: the deadlines of pending tasks only.
+PENDING_DEADLINE_INDEX = "ix_tasks_pending_deadline"
+
 tasks = Table(
     "tasks",
     metadata,
@@ -138,7 +141,7 @@ tasks = Table(
     Index("ix_tasks_org_creator_status", "org_id", "created_by", "status", "decision_by"),
     # The deadline scheduler's: pending tasks only (a decision drops the entry).
     Index(
-        "ix_tasks_pending_deadline",
+        PENDING_DEADLINE_INDEX,
         "decision_by",
         sqlite_where=text("status = 'pending'"),
         postgresql_where=text("status = 'pending'"),
