@@ -12,6 +12,7 @@ import os
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -177,6 +178,24 @@ class Api:
 
 
 ApiFactory = Callable[..., Awaitable[Api]]
+
+
+@asynccontextmanager
+async def service_on(
+    url: str, email: str = "flows@example.com", *, org: str = "own-store"
+) -> AsyncIterator[tuple[Domain, Api]]:
+    """The app in process on a store of its own (`url`): its domain, and a caller
+    `email` with an API token in organization `org`. The store is closed after."""
+    domain = build_domain(settings_for(url))
+    app = create_app(settings_for(url), domain=domain)
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://service"
+        ) as http:
+            token = await create_api_token(domain, email, organization=org)
+            yield domain, Api(http, token, email)
+    finally:
+        await domain.db.dispose()
 
 
 @pytest.fixture

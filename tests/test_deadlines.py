@@ -11,46 +11,33 @@ import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 import pytest
 
-from peopletasks.domain.principals import create_api_token
 from peopletasks.domain.tasks import _NEXT_DEADLINE, next_deadline
-from peopletasks.service import create_app
-from peopletasks.service.app import build_domain
 from peopletasks.store.database import sqlite_path
 from peopletasks.store.tables import PENDING_DEADLINE_INDEX
-from tests.conftest import Api, new_database_url, settings_for
+from tests.conftest import new_database_url, service_on
 
 
 async def test_the_next_deadline_is_the_earliest_of_a_pending_task(
     request: pytest.FixtureRequest, backend: str, tmp_path: Path
 ) -> None:
     url = new_database_url(request, backend, tmp_path)
-    domain = build_domain(settings_for(url))
-    app = create_app(settings_for(url), domain=domain)
-    try:
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://service"
-        ) as http:
-            token = await create_api_token(domain, "flows@example.com", organization="dl")
-            api = Api(http, token, "flows@example.com")
-            assert await next_deadline(domain) is None
-            await api.create(title="no deadline")
-            later = await api.create(title="later", decisionBy="2031-01-01T00:00:00Z")
-            decided = await api.create(title="decided", decisionBy="2030-01-01T00:00:00Z")
-            first = await api.create(title="first", decisionBy="2030-06-01 12:00:00")
-            secret = {"secret": decided["approverSecret"]}
-            answer = await api.put(f"/tasks/{decided['id']}/approve", params=secret)
-            assert answer.status_code == 200, answer.text
-            assert await next_deadline(domain) == datetime(2030, 6, 1, 12, tzinfo=UTC)
-            secret = {"secret": first["approverSecret"]}
-            answer = await api.put(f"/tasks/{first['id']}/reject", params=secret)
-            assert answer.status_code == 200, answer.text
-            assert await next_deadline(domain) == datetime(2031, 1, 1, tzinfo=UTC)
-            assert later["status"] == "pending"
-    finally:
-        await domain.db.dispose()
+    async with service_on(url) as (domain, api):
+        assert await next_deadline(domain) is None
+        await api.create(title="no deadline")
+        later = await api.create(title="later", decisionBy="2031-01-01T00:00:00Z")
+        decided = await api.create(title="decided", decisionBy="2030-01-01T00:00:00Z")
+        first = await api.create(title="first", decisionBy="2030-06-01 12:00:00")
+        secret = {"secret": decided["approverSecret"]}
+        answer = await api.put(f"/tasks/{decided['id']}/approve", params=secret)
+        assert answer.status_code == 200, answer.text
+        assert await next_deadline(domain) == datetime(2030, 6, 1, 12, tzinfo=UTC)
+        secret = {"secret": first["approverSecret"]}
+        answer = await api.put(f"/tasks/{first['id']}/reject", params=secret)
+        assert answer.status_code == 200, answer.text
+        assert await next_deadline(domain) == datetime(2031, 1, 1, tzinfo=UTC)
+        assert later["status"] == "pending"
 
 
 async def test_sqlite_reads_it_from_the_index_whatever_the_statistics_say(

@@ -5,15 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from peopletasks.domain.principals import create_api_token
-from peopletasks.service import create_app
-from peopletasks.service.app import build_domain
-from tests.conftest import Api, ApiFactory, error_of, new_database_url, settings_for
+from tests.conftest import Api, ApiFactory, error_of, new_database_url, service_on
 
 
 async def titles(api: Api, **params: Any) -> list[str]:
@@ -224,32 +220,23 @@ async def test_an_assignee_filter_is_found_by_the_assignee_index_once_the_store_
     """On SQLite, without statistics the planner walks the caller's whole organization
     (~40 ms at 100,000 tasks); the service analyzes its store (on open, hourly, at close)."""
     url = new_database_url(request, "sqlite", tmp_path)
-    domain = build_domain(settings_for(url))
-    app = create_app(settings_for(url), domain=domain)
     statements: list[tuple[str, Any]] = []
 
     def seen(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
         if "task_assignees" in statement:
             statements.append((statement, parameters))
 
-    try:
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://service"
-        ) as http:
-            token = await create_api_token(domain, "lists@example.com", organization="plans")
-            api = Api(http, token, "lists@example.com")
-            for i in range(300):  # created after the store opened: not analyzed yet
-                await api.create(
-                    title=f"Task {i}", assignees=[{"type": "user", "id": f"u{i % 50}"}]
-                )
+    async with service_on(url, "lists@example.com", org="plans") as (domain, api):
+        for i in range(300):  # created after the store opened: not analyzed yet
+            await api.create(title=f"Task {i}", assignees=[{"type": "user", "id": f"u{i % 50}"}])
 
-            await domain.db.optimize()  # what the hourly refresh, or a restart, does
+        await domain.db.optimize()  # what the hourly refresh, or a restart, does
 
-            event.listen(Engine, "before_cursor_execute", seen)
-            try:
-                assert len(await titles(api, filter="assignee:u7")) == 6
-            finally:
-                event.remove(Engine, "before_cursor_execute", seen)
+        event.listen(Engine, "before_cursor_execute", seen)
+        try:
+            assert len(await titles(api, filter="assignee:u7")) == 6
+        finally:
+            event.remove(Engine, "before_cursor_execute", seen)
         statement, parameters = statements[-1]
         async with domain.db.read() as conn:  # the service's own read connection
             plan = await conn.run_sync(
@@ -258,8 +245,6 @@ async def test_an_assignee_filter_is_found_by_the_assignee_index_once_the_store_
                     for row in sync.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
                 ]
             )
-    finally:
-        await domain.db.dispose()
     assert any("ix_task_assignees_entity" in step for step in plan), plan
     # Tasks are then read by key, not searched through the organization's indexes.
     assert not [step for step in plan if "SEARCH tasks USING" in step and "rowid" not in step], plan
