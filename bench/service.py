@@ -8,7 +8,8 @@ tasks (written in-process with the project's own tables and domain), starts
 access log) whose one route returns a task-sized JSON, then runs
 `wrk -t1 -c<connections> -d<duration>s --latency` against each operation after a
 warm-up, and prints requests/s, p50, p99, the ratio to the bare app's run just
-before it (bare runs again before create and approve) and whether each target is met. Benchmarks are not tests: it exits 0 when a target is missed.
+before it (bare runs again before create and approve) and whether each target is
+met. Benchmarks are not tests: it exits 0 when a target is missed.
 """
 
 from __future__ import annotations

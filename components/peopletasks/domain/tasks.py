@@ -26,7 +26,6 @@ from sqlalchemy import (
     func,
     insert,
     literal,
-    literal_column,
     or_,
     select,
     text,
@@ -54,6 +53,7 @@ from peopletasks.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from peopletasks.store.database import Conn, keep_so_far, prepared
 from peopletasks.store.tables import (
     PENDING_DEADLINE_INDEX,
+    PENDING_ONLY,
     task_assignees,
     task_history,
     task_notes,
@@ -853,11 +853,9 @@ async def expire_due_tasks(domain: Domain, *, limit: int = 500) -> int:
 _NEXT_DEADLINE = {
     "sqlite": text(
         f"SELECT min(decision_by) AS earliest FROM tasks INDEXED BY {PENDING_DEADLINE_INDEX}"  # noqa: S608
-        " WHERE status = 'pending'"
+        f" WHERE {PENDING_ONLY}"
     ).columns(earliest=UTCDateTime()),
-    "postgresql": select(func.min(tasks.c.decision_by)).where(
-        tasks.c.status == literal_column("'pending'")  # the partial index's own condition
-    ),
+    "postgresql": select(func.min(tasks.c.decision_by)).where(text(PENDING_ONLY)),
 }
 
 

@@ -252,16 +252,16 @@ class _Plan:
         #: Whose value keys the read back (None: the inserted rowid).
         self.reread_param: str | None = None
         head, returning, listed = self.sql.rpartition(" RETURNING ")
+        key: str | None = None
         if returning and compiled.isinsert and " ON CONFLICT " not in head:
+            key = "rowid"
+        elif returning and compiled.isupdate and reread_by is not None:
+            column, self.reread_param = reread_by
+            key = dialect.identifier_preparer.quote(column)
+        if key is not None:
             table = dialect.identifier_preparer.format_table(statement.table)
             self.sql = head
             # Names from our own schema, as SQLAlchemy rendered them.
-            self.reread = f"SELECT {listed} FROM {table} WHERE rowid = ?"  # noqa: S608
-        elif returning and compiled.isupdate and reread_by is not None:
-            table = dialect.identifier_preparer.format_table(statement.table)
-            column, self.reread_param = reread_by
-            key = dialect.identifier_preparer.quote(column)
-            self.sql = head
             self.reread = f"SELECT {listed} FROM {table} WHERE {key} = ?"  # noqa: S608
 
     def values(self, parameters: dict[str, Any] | None) -> list[Any]:
@@ -419,7 +419,7 @@ def _json_text(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def _sqlite_engine(url: str, *, autocheckpoint: bool = True) -> Engine:
+def _sqlite_engine(url: str) -> Engine:
     sync_url = make_url(url).set(drivername="sqlite")
     engine = create_engine(
         sync_url,
@@ -443,8 +443,9 @@ def _sqlite_engine(url: str, *, autocheckpoint: bool = True) -> Engine:
         cursor.execute("PRAGMA foreign_keys=ON")
         if not _OPTIMIZE_CHECKS_ALL:
             cursor.execute(f"PRAGMA analysis_limit={ANALYSIS_LIMIT}")
-        if not autocheckpoint:
-            cursor.execute("PRAGMA wal_autocheckpoint=0")
+        # Checkpoints are the writer's `_Checkpointer`'s, off the event loop: SQLite's
+        # own ran inside the COMMIT that filled the WAL.
+        cursor.execute("PRAGMA wal_autocheckpoint=0")
         cursor.close()
 
     return engine
@@ -512,7 +513,7 @@ class _GroupWriter:
 
     def __init__(self, url: str) -> None:
         path = sqlite_path(url)
-        self.engine = _sqlite_engine(url, autocheckpoint=path is None)
+        self.engine = _sqlite_engine(url)
         self.users: weakref.WeakSet[Database] = weakref.WeakSet()
         self.closed = False
         self._write_lock = asyncio.Lock()
@@ -667,22 +668,21 @@ class _Checkpointer:
     def _checkpoint(self) -> int:
         """One PASSIVE checkpoint (on the thread); the frames the WAL holds."""
         if self._connection is None:
-            self._connection = sqlite3.connect(self._path, timeout=0, isolation_level=None)
+            self._connection = sqlite3.connect(
+                self._path, timeout=0, isolation_level=None, check_same_thread=False
+            )
         row = self._connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         return int(row[1]) if row else 0
-
-    def _close_connection(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
 
     def stop(self) -> None:
         """Stop checkpointing (a checkpoint under way finishes first)."""
         self._stopped = True
         if self._task is not None and not self._task.get_loop().is_closed():
             self._task.cancel()
-        self._thread.submit(self._close_connection)
         self._thread.shutdown(wait=True)
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
 
 
 #: The group writers of each event loop, by SQLite file.

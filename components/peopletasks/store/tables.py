@@ -90,8 +90,10 @@ people = Table(
     UniqueConstraint("org_id", "email", "role", name="uq_people_org_email_role"),
 )
 
-#: The deadline scheduler's index: the deadlines of pending tasks only.
+#: The deadline scheduler's index: the deadlines of pending tasks only. A query
+#: must state its condition, as written here, for the index to serve it.
 PENDING_DEADLINE_INDEX = "ix_tasks_pending_deadline"
+PENDING_ONLY = "status = 'pending'"
 
 tasks = Table(
     "tasks",
@@ -143,8 +145,8 @@ tasks = Table(
     Index(
         PENDING_DEADLINE_INDEX,
         "decision_by",
-        sqlite_where=text("status = 'pending'"),
-        postgresql_where=text("status = 'pending'"),
+        sqlite_where=text(PENDING_ONLY),
+        postgresql_where=text(PENDING_ONLY),
     ),
     # Filters that stand on their own: the entity a task is about, a parent's children.
     Index("ix_tasks_org_connected", "org_id", "connected_id", "connected_type"),
