@@ -11,11 +11,15 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from peopletasks.store import migrate
-from peopletasks.store.tables import organizations, task_history, tasks
-from tests.conftest import Api, ApiFactory, error_of
+from peopletasks.store.migrate import alembic_config
+from peopletasks.store.tables import organizations, tasks
+from peopletasks.store.types import UTCDateTime
+from peopletasks.timeutil import format_datetime
+from tests.conftest import Api, ApiFactory, error_of, new_database_url, service_on
 
 EVERY_FIELD: dict[str, Any] = {
     "assignees": [
@@ -473,6 +477,18 @@ async def test_approval_sets_completed_at_and_by_and_extends_the_history(
 # -- migration ------------------------------------------------------------------------
 
 
+#: The history table of 0001-0006 (0007 dropped it: the row's statusHistory holds it).
+_OLD_TASK_HISTORY = sa.table(
+    "task_history",
+    sa.column("task_seq", sa.BigInteger),
+    sa.column("from_status", sa.String),
+    sa.column("to_status", sa.String),
+    sa.column("changed_by", sa.String),
+    sa.column("changed_at", UTCDateTime()),
+    sa.column("comment", sa.Text),
+)
+
+
 @pytest.fixture
 def database_at_0004(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> str:
     if backend == "sqlite":
@@ -508,7 +524,7 @@ async def test_migration_0005_gives_existing_tasks_their_status_history(
                 )
             )
             await conn.execute(
-                task_history.insert(),
+                _OLD_TASK_HISTORY.insert(),
                 [
                     {"task_seq": 1, "from_status": None, "to_status": "pending",
                      "changed_by": "c@example.com", "changed_at": created},
@@ -539,3 +555,53 @@ async def test_migration_0005_gives_existing_tasks_their_status_history(
             "changedBy": "a@example.com",
         },
     ]
+
+
+async def test_migration_0007_keeps_the_history_and_its_downgrade_rebuilds_the_table(
+    request: pytest.FixtureRequest, backend: str, tmp_path: Path
+) -> None:
+    """0007 drops task_history (the row's statusHistory holds every change): the
+    history reads the same before and after, and a downgrade to 0006 rebuilds the
+    table's rows from the rows' histories, the decision's comment with it."""
+    url = new_database_url(request, backend, tmp_path)
+    async with service_on(url) as (_, api):
+        task = await api.create()
+        path = f"/tasks/{task['id']}"
+        secret = {"secret": task["approverSecret"]}
+        answer = await api.put(f"{path}/reject", params=secret, json={"comment": "too late"})
+        assert answer.status_code == 200, answer.text
+        before = (await api.get(f"{path}/history")).json()
+    assert [(h["from"], h["to"], h["comment"]) for h in before] == [
+        (None, "pending", None),
+        ("pending", "rejected", "too late"),
+    ]
+    await asyncio.to_thread(command.downgrade, alembic_config(url), "0006")
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(
+                        _OLD_TASK_HISTORY.c.from_status,
+                        _OLD_TASK_HISTORY.c.to_status,
+                        _OLD_TASK_HISTORY.c.changed_by,
+                        _OLD_TASK_HISTORY.c.changed_at,
+                        _OLD_TASK_HISTORY.c.comment,
+                    ).order_by(sa.text("id"))
+                )
+            ).all()
+    finally:
+        await engine.dispose()
+    assert [
+        {
+            "from": r.from_status,
+            "to": r.to_status,
+            "changedBy": r.changed_by,
+            "changedAt": format_datetime(r.changed_at),
+            "comment": r.comment,
+        }
+        for r in rows
+    ] == before
+    migrate(url)
+    async with service_on(url) as (_, api):
+        assert (await api.get(f"{path}/history")).json() == before

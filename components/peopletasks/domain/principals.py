@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import and_, bindparam, or_, select
 
 from peopletasks.domain.context import Domain
 from peopletasks.domain.inputs import normalize_email
@@ -186,6 +186,16 @@ _PEOPLE_OF = select(people).where(
 )
 
 
+#: A task's approver and requester, the common case of `ensure_people` (prepared).
+_TASK_PEOPLE = prepared(
+    select(people).where(
+        people.c.org_id == bindparam("org_id"),
+        or_(
+            and_(people.c.email == bindparam("approver"), people.c.role == Role.APPROVER.value),
+            and_(people.c.email == bindparam("requester"), people.c.role == Role.REQUESTER.value),
+        ),
+    )
+)
 _PERSON_BY_PUBLIC_ID = prepared(select(people).where(people.c.public_id == bindparam("public_id")))
 
 
@@ -227,9 +237,19 @@ async def issue_secrets(
     requester_key = (org_id, requester, Role.REQUESTER.value)
     approver_secret, requester_secret = cache.get(approver_key), cache.get(requester_key)
     if approver_secret is None or requester_secret is None:
-        found = await ensure_people(
-            conn, org_id, [(approver, Role.APPROVER), (requester, Role.REQUESTER)]
+        rows = await conn.execute(
+            _TASK_PEOPLE, {"org_id": org_id, "approver": approver, "requester": requester}
         )
+        found = {
+            (row.email, row.role): _Person(
+                row.id, row.public_id, row.org_id, row.email, row.role, row.generation
+            )
+            for row in rows
+        }
+        if len(found) < 2:
+            found = await ensure_people(
+                conn, org_id, [(approver, Role.APPROVER), (requester, Role.REQUESTER)]
+            )
         approver_secret = _secret_for(domain, found[approver_key[1:]])
         requester_secret = _secret_for(domain, found[requester_key[1:]])
         cache.put(approver_key, approver_secret)

@@ -24,7 +24,6 @@ from sqlalchemy import (
     and_,
     bindparam,
     func,
-    insert,
     literal,
     or_,
     select,
@@ -55,7 +54,6 @@ from peopletasks.store.tables import (
     PENDING_DEADLINE_INDEX,
     PENDING_ONLY,
     task_assignees,
-    task_history,
     task_notes,
     tasks,
     webhooks,
@@ -165,14 +163,11 @@ async def wait_for_decision(
 async def task_history_of(
     domain: Domain, principal: Principal, task_id: str
 ) -> list[dict[str, Any]]:
+    """Every status change of a task, oldest first (its creation the first), with the
+    decision's comment: the row's `statusHistory`, kept with the status itself."""
     async with domain.db.read() as conn:
         row = await _load(conn, principal, task_id)
-        rows = await conn.execute(
-            select(task_history)
-            .where(task_history.c.task_seq == row.seq)
-            .order_by(task_history.c.id)
-        )
-        return [history_view(r) for r in rows]
+    return history_view(row)
 
 
 async def add_note(domain: Domain, principal: Principal, task_id: str, text: str) -> dict[str, Any]:
@@ -302,33 +297,6 @@ def _history_plus(dialect: str, text: Any) -> ColumnElement[Any]:
     return func.json_insert(func.coalesce(tasks.c.status_history, "[]"), "$[#]", func.json(text))
 
 
-_INSERT_HISTORY = prepared(task_history.insert())
-
-
-async def _insert_history(
-    conn: Conn,
-    seq: int,
-    from_status: str | None,
-    to_status: str,
-    by: str | None,
-    at: datetime,
-    comment: str | None = None,
-) -> None:
-    """The status change in the history table (the row's `statusHistory` is updated
-    with the status, see `_history_plus`)."""
-    await conn.execute(
-        _INSERT_HISTORY,
-        {
-            "task_seq": seq,
-            "from_status": from_status,
-            "to_status": to_status,
-            "changed_by": by,
-            "changed_at": at,
-            "comment": comment,
-        },
-    )
-
-
 def _field_columns(data: TaskFields, given: set[str]) -> dict[str, Any]:
     """The columns of the Peoplelogic / Plannr fields in `given` (null clears)."""
     values: dict[str, Any] = {}
@@ -446,7 +414,6 @@ async def create_task(domain: Domain, principal: Principal, data: TaskCreate) ->
                 domain, conn, principal.org_id, data.approver, data.requester
             )
             row = (await conn.execute(_INSERT_TASK, values)).one()
-            await _insert_history(conn, row.seq, None, Status.PENDING.value, principal.email, now)
             if fields.get("assignees"):
                 await _set_assignees(conn, row.seq, fields["assignees"])
     except IntegrityError:
@@ -548,24 +515,13 @@ _DECIDE_ON_POSTGRES: dict[Status, Any] = {}
 
 
 def _decision_on_postgres(from_status: Status, extra: dict[str, Any] | None = None) -> Any:
-    """PostgreSQL: a decision in one round trip. The conditional UPDATE, its history
-    row, the NOTIFY to other replicas and the task's active webhooks (for its event)
-    are one statement; as separate statements they were four round trips, each
+    """PostgreSQL: a decision in one round trip. The conditional UPDATE (the row's
+    history with it), the NOTIFY to other replicas and the task's active webhooks (for
+    its event) are one statement; as separate statements they were round trips, each
     waiting its turn on a busy event loop while the row stayed locked."""
     if not extra and from_status in _DECIDE_ON_POSTGRES:
         return _DECIDE_ON_POSTGRES[from_status]
     updated = _decide_statement("postgresql", from_status, extra).cte("updated")
-    history = insert(task_history).from_select(
-        ["task_seq", "from_status", "to_status", "changed_by", "changed_at", "comment"],
-        select(
-            updated.c.seq,
-            bindparam("b_from", type_=String),
-            updated.c.status,
-            updated.c.decided_by,
-            updated.c.decided_at,
-            updated.c.comment,
-        ),
-    )
     # Sent when the transaction commits; a CTE runs only when the query reads it.
     notified = select(func.pg_notify(bindparam("b_channel", type_=String), updated.c.id)).cte()
     keys_and_values: list[Any] = []
@@ -581,7 +537,7 @@ def _decision_on_postgres(from_status: Status, extra: dict[str, Any] | None = No
         updated,
         select(func.count()).select_from(notified).scalar_subquery().label("notified"),
         type_coerce(hooks, JSON).label("webhooks"),
-    ).add_cte(history.cte("history"))
+    )
     if not extra:
         _DECIDE_ON_POSTGRES[from_status] = statement
     return statement
@@ -610,7 +566,7 @@ async def _decide(
                 "b_entry": orjson.dumps(entry).decode(),
             }
             if conn.dialect.name == "postgresql":
-                parameters |= {"b_from": from_status.value, "b_channel": CHANNEL}
+                parameters["b_channel"] = CHANNEL
                 statement = _decision_on_postgres(from_status, extra)
                 updated = (await conn.execute(statement, parameters)).first()
                 if updated is None:
@@ -623,15 +579,6 @@ async def _decide(
             statement = _decide_statement(conn.dialect.name, from_status, extra)
             updated = (await conn.execute(statement, parameters)).first()
             if updated is not None:
-                await _insert_history(
-                    conn,
-                    updated.seq,
-                    from_status.value,
-                    decision.value,
-                    principal.email,
-                    now,
-                    comment,
-                )
                 await record_status_event(conn, updated, domain.handoff, domain.outbox_ready)
                 await announce(conn, updated.id)
                 return cast(Row[Any], updated)
@@ -672,7 +619,6 @@ async def _expire(domain: Domain, conn: Conn, row: Row[Any], now: datetime) -> R
         return cast(
             Row[Any], (await conn.execute(select(tasks).where(tasks.c.seq == row.seq))).one()
         )
-    await _insert_history(conn, expired.seq, Status.PENDING.value, Status.DUE.value, None, now)
     await record_status_event(conn, expired, domain.handoff, domain.outbox_ready)
     await announce(conn, expired.id)
     return cast(Row[Any], expired)
@@ -838,7 +784,6 @@ async def expire_due_tasks(domain: Domain, *, limit: int = 500) -> int:
             )
         ).all()
         for row in rows:
-            await _insert_history(conn, row.seq, Status.PENDING.value, Status.DUE.value, None, now)
             await record_status_event(conn, row, domain.handoff, domain.outbox_ready)
             await announce(conn, row.id)
     for row in rows:

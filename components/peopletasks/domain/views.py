@@ -119,15 +119,24 @@ def note_view(row: Row[Any]) -> dict[str, Any]:
     }
 
 
-def history_view(row: Row[Any]) -> dict[str, Any]:
-    m = row._mapping
-    return {
-        "from": m["from_status"],
-        "to": m["to_status"],
-        "changedBy": m["changed_by"],
-        "changedAt": format_datetime(m["changed_at"]),
-        "comment": m["comment"],
-    }
+#: The statuses a decision sets: their history entry carries the decision's comment.
+_DECIDED = frozenset({"approved", "rejected"})
+
+
+def history_view(row: Row[Any]) -> list[dict[str, Any]]:
+    """A task's status changes as `GET /tasks/{id}/history` shows them (the row's
+    `statusHistory`, each entry with its comment: the decision's, else none)."""
+    comment = row.comment
+    return [
+        {
+            "from": entry["from"],
+            "to": entry["to"],
+            "changedBy": entry["changedBy"],
+            "changedAt": entry["changedAt"],
+            "comment": comment if entry["to"] in _DECIDED else None,
+        }
+        for entry in row.status_history or ()
+    ]
 
 
 def webhook_view(row: Row[Any], task_id: str, task_status: str) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPBearer
 
 from peopletasks.domain import Domain
 from peopletasks.domain.principals import Principal, authenticate_secret, authenticate_token
@@ -32,29 +32,28 @@ _bearer = HTTPBearer(
 )
 
 
-async def authenticate(
-    domain: Domain, bearer: HTTPAuthorizationCredentials | None, secret: str | None
-) -> Principal:
+async def authenticate(domain: Domain, bearer: str | None, secret: str | None) -> Principal:
     """A secret, when given, speaks for its holder; otherwise the bearer token."""
     if secret:
         return await authenticate_secret(domain, secret)
-    if bearer is not None and bearer.credentials.strip():
-        return await authenticate_token(domain, bearer.credentials.strip())
+    if bearer:
+        return await authenticate_token(domain, bearer)
     raise Unauthorized("send `Authorization: Bearer <api token>`, or a task `secret`")
 
 
-def bearer_credentials(header: str | None) -> HTTPAuthorizationCredentials | None:
-    """The credentials of an `Authorization: Bearer ...` header, read as `HTTPBearer` would."""
+def bearer_token(header: str | None) -> str | None:
+    """The token of an `Authorization: Bearer ...` header, read as `HTTPBearer` would
+    (None without one)."""
     if not header:
         return None
     scheme, _, credentials = header.partition(" ")
-    if scheme.lower() != "bearer" or not credentials:
+    if scheme.lower() != "bearer":
         return None
-    return HTTPAuthorizationCredentials(scheme=scheme, credentials=credentials)
+    return credentials.strip() or None
 
 
-def bearer_of(request: Request) -> HTTPAuthorizationCredentials | None:
-    return bearer_credentials(request.headers.get("authorization"))
+def bearer_of(request: Request) -> str | None:
+    return bearer_token(request.headers.get("authorization"))
 
 
 async def current_principal(request: Request, secret: SecretQuery = None) -> Principal:

@@ -25,7 +25,6 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
-from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -33,7 +32,7 @@ from peopletasks.domain import Domain, Status
 from peopletasks.domain import tasks as task_ops
 from peopletasks.domain.inputs import Decide, TaskCreate
 from peopletasks.errors import PeopleTaskError
-from peopletasks.service.auth import authenticate, bearer_credentials
+from peopletasks.service.auth import authenticate, bearer_token
 from peopletasks.service.errors import internal_error
 from peopletasks.service.responses import error_response
 
@@ -60,16 +59,21 @@ def _query_secret(query: bytes) -> str | None:
     """The `secret` query parameter, when it is the only one (else `_Decline`)."""
     if not query:
         return None
+    if query.startswith(b"secret=") and not any(c in query for c in b"&%+;"):
+        plain = query[7:]  # nothing to unquote (a secret is hex)
+        if len(plain) > _MAX_SECRET:
+            raise _Decline
+        return plain.decode("latin-1") or None
     pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
     if len(pairs) != 1 or pairs[0][0] != "secret" or len(pairs[0][1]) > _MAX_SECRET:
         raise _Decline
     return pairs[0][1] or None
 
 
-def _bearer(scope: Scope) -> HTTPAuthorizationCredentials | None:
+def _bearer(scope: Scope) -> str | None:
     for name, value in scope["headers"]:
         if name == b"authorization":
-            return bearer_credentials(value.decode("latin-1"))
+            return bearer_token(value.decode("latin-1"))
     return None
 
 

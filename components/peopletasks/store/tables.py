@@ -125,7 +125,8 @@ tasks = Table(
     Column("assignees", JSON),
     # [{"app", "namespace", "mappedId", "reference"?, "mappingData"?}]
     Column("mappings", JSON),
-    # [{"from", "to", "changedAt", "changedBy"}]: the view's copy of task_history.
+    # [{"from", "to", "changedAt", "changedBy"}]: every status change, oldest first
+    # (appended by the UPDATE that changes the status).
     Column("status_history", JSON),
     Column("notes_count", Integer, nullable=False, server_default="0"),
     Column("created_by", EMAIL),
@@ -199,18 +200,6 @@ task_mappings = Table(
     Column("mapped_id", String(500), nullable=False),
     Column("reference", String(500)),
     Column("data", JSON),
-)
-
-task_history = Table(
-    "task_history",
-    metadata,
-    Column("id", BigIntPK, primary_key=True, autoincrement=True),
-    Column("task_seq", ForeignKey("tasks.seq", ondelete="CASCADE"), nullable=False, index=True),
-    Column("from_status", String(16)),
-    Column("to_status", String(16), nullable=False),
-    Column("changed_by", EMAIL),
-    Column("changed_at", UTCDateTime, nullable=False),
-    Column("comment", Text),
 )
 
 webhooks = Table(
