@@ -261,30 +261,16 @@ def task_rows(
 
 
 async def insert_tasks(store: Store, rows: list[dict[str, Any]], batch: int = 5000) -> None:
-    """Bulk-insert tasks and their status history (created, then decided) in one transaction."""
-    from sqlalchemy import func, literal, null, select
-
+    """Bulk-insert tasks (their status history is on the row) in one transaction."""
     from peopletasks.service.app import build_domain
     from peopletasks.settings import Settings
-    from peopletasks.store.tables import task_history, tasks
+    from peopletasks.store.tables import tasks
 
     domain = build_domain(Settings(database_url=store.url, secret_key=[store.key]))
-    history = ["task_seq", "from_status", "to_status", "changed_by", "changed_at"]
     try:
         async with domain.db.write() as conn:
-            last = int(await conn.scalar(select(func.coalesce(func.max(tasks.c.seq), 0))) or 0)
             for start in range(0, len(rows), batch):
                 await conn.execute(tasks.insert(), rows[start : start + batch])
-            new = tasks.c.seq > last
-            created = select(
-                tasks.c.seq, null(), literal("pending"), tasks.c.created_by, tasks.c.created_at
-            ).where(new)
-            decided = select(
-                tasks.c.seq, literal("pending"), tasks.c.status, tasks.c.decided_by,
-                tasks.c.decided_at,
-            ).where(new, tasks.c.decided_at.is_not(None))  # fmt: skip
-            await conn.execute(task_history.insert().from_select(history, created))
-            await conn.execute(task_history.insert().from_select(history, decided))
     finally:
         await domain.db.dispose()
 

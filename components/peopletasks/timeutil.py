@@ -44,10 +44,21 @@ def parse_datetime(value: str) -> datetime:
 
 
 def format_datetime(value: datetime | None) -> str | None:
-    """ISO 8601 in UTC with `Z`; milliseconds only when there are any."""
+    """ISO 8601 in UTC with `Z`; milliseconds only when there are any.
+
+    Formatted field by field: `isoformat` of an aware datetime, then cutting its
+    offset, cost a third more (several of these in every task view).
+    """
     if value is None:
         return None
     if value.tzinfo is not UTC:
         value = value.astimezone(UTC)
-    spec = "milliseconds" if value.microsecond else "seconds"
-    return value.isoformat(timespec=spec)[:-6] + "Z"  # without "+00:00"
+    v = value
+    fields = (v.year, v.month, v.day, v.hour, v.minute, v.second)
+    if v.microsecond:
+        return _WITH_MS % (*fields, v.microsecond // 1000)
+    return _WHOLE % fields
+
+
+_WHOLE = "%04d-%02d-%02dT%02d:%02d:%02dZ"
+_WITH_MS = "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ"

@@ -8,6 +8,8 @@ from typing import Any
 from sqlalchemy import BigInteger, DateTime, Dialect, Integer
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
+_SQLITE_FORM = "%04d-%02d-%02d %02d:%02d:%02d.%06d"
+
 #: An auto-incrementing 64-bit key (SQLite only autoincrements INTEGER PRIMARY KEY).
 BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -46,7 +48,9 @@ class UTCDateTime(TypeDecorator[datetime]):
             value = value.astimezone(UTC)
         if dialect.name == "sqlite":
             # SQLAlchemy's SQLite storage format, so stored values compare as before.
-            return value.isoformat(" ", "microseconds")[:-6]  # without "+00:00"
+            v = value
+            fields = (v.year, v.month, v.day, v.hour, v.minute, v.second, v.microsecond)
+            return _SQLITE_FORM % fields
         return value
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
