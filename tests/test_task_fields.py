@@ -104,6 +104,27 @@ async def test_every_field_round_trips_through_create_get_and_list(api: Api) -> 
     ]
 
 
+async def test_the_answer_to_create_is_the_task_as_stored(api: Api) -> None:
+    """What POST /tasks answers is what a read of the task gives, field for field
+    (secrets and links aside), whichever fields are given, first task or later:
+    the answer is built from the values written, not read back (see `prepared`)."""
+    parent = await api.create(title="Parent")
+    shapes: list[dict[str, Any]] = [
+        {},
+        {"description": "Two\nlines", "decisionBy": "2031-02-03 04:05:06.789"},
+        {**EVERY_FIELD, "parentId": parent["id"], "allowLateDecision": True},
+        {"public": False, "requestKey": f"key-{uuid.uuid4().hex}", "active": False},
+    ]
+    for round_ in range(3):
+        for shape in shapes:
+            if "requestKey" in shape:
+                shape = {**shape, "requestKey": f"key-{uuid.uuid4().hex}"}
+            answer = await api.create(title=f"Shape {round_}", **shape)
+            stored = (await api.get(f"/tasks/{answer['id']}")).json()
+            assert set(answer) - set(stored) == {"approverSecret", "requesterSecret", "links"}
+            assert {key: answer[key] for key in stored} == stored
+
+
 async def test_a_task_without_the_fields_has_their_empty_forms(api: Api) -> None:
     task = await api.create()
     assert pick(task, ("assignees", "customFields", "mappings")) == {

@@ -428,7 +428,7 @@ async def create_task(domain: Domain, principal: Principal, data: TaskCreate) ->
     return _with_secrets(domain, row, approver_secret, requester_secret, created=True)
 
 
-_INSERT_TASK = prepared(tasks.insert().returning(tasks))
+_INSERT_TASK = prepared(tasks.insert().returning(tasks), row_from_values=True)
 
 
 def _with_secrets(
