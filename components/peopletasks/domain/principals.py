@@ -272,7 +272,7 @@ async def rotate_secret(
             .values(generation=people.c.generation + 1, rotated_at=utcnow())
         )
         generation = await conn.scalar(select(people.c.generation).where(people.c.id == person.id))
-    domain.person_cache.clear()
+    domain.secret_cache.clear()
     domain.secrets_cache.clear()
     rotated = _Person(
         person.id, person.public_id, person.org_id, email, role.value, int(generation or 0)
@@ -281,19 +281,23 @@ async def rotate_secret(
 
 
 async def authenticate_secret(domain: Domain, secret: str) -> Principal:
+    """The holder of a task secret. A verified secret is remembered as long as API
+    tokens are (`auth_cache_seconds`): a rotation on another replica reaches this one
+    within that time; on this one, at once."""
     secret = secret.strip().lower()
+    known = domain.secret_cache.get(secret)
+    if isinstance(known, Principal):
+        return known
     if not _SECRET_FORM.match(secret):
         raise Unauthorized("unknown or revoked secret")
     public_id, mac = secret[:16], bytes.fromhex(secret[16:])
-    person = domain.person_cache.get(public_id)
-    if not isinstance(person, _Person):
-        async with domain.db.read() as conn:
-            row = (await conn.execute(_PERSON_BY_PUBLIC_ID, {"public_id": public_id})).first()
-        if row is None:
-            raise Unauthorized("unknown or revoked secret")
-        person = _Person(row.id, row.public_id, row.org_id, row.email, row.role, row.generation)
-        domain.person_cache.put(public_id, person)
-    message = f"{person.public_id}:{person.generation}".encode()
+    async with domain.db.read() as conn:
+        row = (await conn.execute(_PERSON_BY_PUBLIC_ID, {"public_id": public_id})).first()
+    if row is None:
+        raise Unauthorized("unknown or revoked secret")
+    message = f"{row.public_id}:{row.generation}".encode()
     if not domain.signer.verify(_SECRET_PURPOSE, message, mac):
         raise Unauthorized("unknown or revoked secret")
-    return Principal(org_id=person.org_id, email=person.email, kind=PrincipalKind(person.role))
+    principal = Principal(org_id=row.org_id, email=row.email, kind=PrincipalKind(row.role))
+    domain.secret_cache.put(secret, principal)
+    return principal

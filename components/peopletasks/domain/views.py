@@ -55,6 +55,16 @@ def task_view(row: Row[Any], fields: tuple[str, ...] | None = None) -> dict[str,
     """The task as the API returns it (never with secrets); `fields` limits the keys."""
     m = row._mapping
     decided_at = format_datetime(m["decided_at"])
+    created_at = format_datetime(m["created_at"])
+    # Most tasks were last changed when created or decided: that text is made already.
+    updated = m["updated_at"]
+    updated_at = (
+        decided_at
+        if updated == m["decided_at"]
+        else created_at
+        if updated == m["created_at"]
+        else format_datetime(updated)
+    )
     custom_fields = m["custom_fields"]
     connected_id = m["connected_id"]
     view: dict[str, Any] = {
@@ -68,8 +78,8 @@ def task_view(row: Row[Any], fields: tuple[str, ...] | None = None) -> dict[str,
         "public": m["public"],
         "allowLateDecision": m["allow_late_decision"],
         "createdBy": m["created_by"],
-        "createdAt": format_datetime(m["created_at"]),
-        "updatedAt": format_datetime(m["updated_at"]),
+        "createdAt": created_at,
+        "updatedAt": updated_at,
         "decidedBy": m["decided_by"],
         "decidedAt": decided_at,
         "comment": m["comment"],
