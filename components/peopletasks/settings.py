@@ -7,7 +7,7 @@
 | PEOPLETASKS_SECRET_KEY | signing key(s); comma-separated, newest first |
 | PEOPLETASKS_ENVIRONMENT | `development` (default) or anything else (e.g. `production`) |
 | PEOPLETASKS_ALLOW_PRIVATE_WEBHOOKS | allow webhook targets on private addresses |
-| PEOPLETASKS_AUTH_CACHE_SECONDS | how long a verified API token is remembered in-process |
+| PEOPLETASKS_AUTH_CACHE_SECONDS | how long a verified API token or task secret is remembered |
 | PEOPLETASKS_WEBHOOK_* | delivery timeout, retry base / max delay / horizon, concurrency |
 | PEOPLETASKS_BACKGROUND_WORKERS | run the dispatcher and deadline scheduler (default true) |
 | PEOPLETASKS_PEOPLELOGIC_* | `PeoplelogicBackend.from_env()`: URL, TOKEN, ENTITY, APPROVED ... |
