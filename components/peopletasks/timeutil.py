@@ -47,16 +47,15 @@ def format_datetime(value: datetime | None) -> str | None:
     """ISO 8601 in UTC with `Z`; milliseconds only when there are any.
 
     Formatted field by field: `isoformat` of an aware datetime, then cutting its
-    offset, cost a third more (several of these in every task view).
+    offset, cost 10-30 % more (measured; several of these in every task view).
     """
     if value is None:
         return None
     if value.tzinfo is not UTC:
         value = value.astimezone(UTC)
-    v = value
-    fields = (v.year, v.month, v.day, v.hour, v.minute, v.second)
-    if v.microsecond:
-        return _WITH_MS % (*fields, v.microsecond // 1000)
+    fields = (value.year, value.month, value.day, value.hour, value.minute, value.second)
+    if value.microsecond:
+        return _WITH_MS % (*fields, value.microsecond // 1000)
     return _WHOLE % fields
 
 

@@ -74,7 +74,7 @@ class Domain:
     wait_recheck_seconds: float = 5.0
     token_cache: TTLCache[str, object] = field(init=False)
     #: A verified task secret -> its holder (a Principal).
-    secret_cache: TTLCache[str, object] = field(init=False)
+    secret_holders: TTLCache[str, object] = field(init=False)
     #: (organization, e-mail, role) -> that person's current secret.
     secrets_cache: TTLCache[tuple[int, str, str], str] = field(init=False)
     #: Set after a commit that wrote webhook deliveries: wakes the dispatcher.
@@ -87,7 +87,7 @@ class Domain:
 
     def __post_init__(self) -> None:
         self.token_cache = TTLCache(self.auth_cache_seconds)
-        self.secret_cache = TTLCache(self.auth_cache_seconds)
+        self.secret_holders = TTLCache(self.auth_cache_seconds)
         self.secrets_cache = TTLCache(self.auth_cache_seconds)
         self.outbox_ready = asyncio.Event()
         self.deadlines = DeadlineAlarm()

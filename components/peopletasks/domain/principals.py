@@ -186,7 +186,8 @@ _PEOPLE_OF = select(people).where(
 )
 
 
-#: A task's approver and requester, the common case of `ensure_people` (prepared).
+#: A task's approver and requester: `ensure_people`'s common case, prepared (the
+#: expanding IN of `_PEOPLE_OF` is compiled on every call).
 _TASK_PEOPLE = prepared(
     select(people).where(
         people.c.org_id == bindparam("org_id"),
@@ -213,8 +214,15 @@ def _insert_person(dialect: str) -> Any:
 async def _load_people(
     conn: Conn, org_id: int, pairs: set[tuple[str, Role]]
 ) -> dict[tuple[str, str], _Person]:
-    emails = sorted({email for email, _ in pairs})
-    rows = await conn.execute(_PEOPLE_OF, {"org_id": org_id, "emails": emails})
+    roles = {role: email for email, role in pairs}
+    if len(pairs) == 2 and len(roles) == 2:  # a task's approver and requester
+        approver, requester = roles[Role.APPROVER], roles[Role.REQUESTER]
+        rows = await conn.execute(
+            _TASK_PEOPLE, {"org_id": org_id, "approver": approver, "requester": requester}
+        )
+    else:
+        emails = sorted({email for email, _ in pairs})
+        rows = await conn.execute(_PEOPLE_OF, {"org_id": org_id, "emails": emails})
     out: dict[tuple[str, str], _Person] = {}
     for row in rows:
         person = _Person(row.id, row.public_id, row.org_id, row.email, row.role, row.generation)
@@ -237,19 +245,9 @@ async def issue_secrets(
     requester_key = (org_id, requester, Role.REQUESTER.value)
     approver_secret, requester_secret = cache.get(approver_key), cache.get(requester_key)
     if approver_secret is None or requester_secret is None:
-        rows = await conn.execute(
-            _TASK_PEOPLE, {"org_id": org_id, "approver": approver, "requester": requester}
+        found = await ensure_people(
+            conn, org_id, [(approver, Role.APPROVER), (requester, Role.REQUESTER)]
         )
-        found = {
-            (row.email, row.role): _Person(
-                row.id, row.public_id, row.org_id, row.email, row.role, row.generation
-            )
-            for row in rows
-        }
-        if len(found) < 2:
-            found = await ensure_people(
-                conn, org_id, [(approver, Role.APPROVER), (requester, Role.REQUESTER)]
-            )
         approver_secret = _secret_for(domain, found[approver_key[1:]])
         requester_secret = _secret_for(domain, found[requester_key[1:]])
         cache.put(approver_key, approver_secret)
@@ -272,7 +270,7 @@ async def rotate_secret(
             .values(generation=people.c.generation + 1, rotated_at=utcnow())
         )
         generation = await conn.scalar(select(people.c.generation).where(people.c.id == person.id))
-    domain.secret_cache.clear()
+    domain.secret_holders.clear()
     domain.secrets_cache.clear()
     rotated = _Person(
         person.id, person.public_id, person.org_id, email, role.value, int(generation or 0)
@@ -285,7 +283,7 @@ async def authenticate_secret(domain: Domain, secret: str) -> Principal:
     tokens are (`auth_cache_seconds`): a rotation on another replica reaches this one
     within that time; on this one, at once."""
     secret = secret.strip().lower()
-    known = domain.secret_cache.get(secret)
+    known = domain.secret_holders.get(secret)
     if isinstance(known, Principal):
         return known
     if not _SECRET_FORM.match(secret):
@@ -299,5 +297,5 @@ async def authenticate_secret(domain: Domain, secret: str) -> Principal:
     if not domain.signer.verify(_SECRET_PURPOSE, message, mac):
         raise Unauthorized("unknown or revoked secret")
     principal = Principal(org_id=row.org_id, email=row.email, kind=PrincipalKind(row.role))
-    domain.secret_cache.put(secret, principal)
+    domain.secret_holders.put(secret, principal)
     return principal

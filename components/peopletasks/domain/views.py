@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import Column, Row
 
+from peopletasks.domain.inputs import Status
 from peopletasks.store.tables import tasks
 from peopletasks.timeutil import format_datetime
 
@@ -130,7 +131,7 @@ def note_view(row: Row[Any]) -> dict[str, Any]:
 
 
 #: The statuses a decision sets: their history entry carries the decision's comment.
-_DECIDED = frozenset({"approved", "rejected"})
+_DECIDED = frozenset({Status.APPROVED, Status.REJECTED})
 
 
 def history_view(row: Row[Any]) -> list[dict[str, Any]]:

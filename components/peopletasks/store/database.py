@@ -292,7 +292,8 @@ class _Plan:
             # Names from our own schema, as SQLAlchemy rendered them.
             self.reread = f"SELECT {listed} FROM {table} WHERE {key} = ?"  # noqa: S608
         #: `row_from_values` (see `prepared`): the INSERT's rowid column, and what the
-        #: columns it does not name hold (learned from its first row).
+        #: columns it does not name hold (learned from its first row; None until then,
+        #: and for good when that row did not read back as given).
         self.from_values = False
         self.key_column: str | None = None
         self.learned: dict[str, Any] | None = None
@@ -317,7 +318,7 @@ class _Plan:
     def learn(self, parameters: dict[str, Any], row: Any) -> None:
         """From the first row read back: the values of the columns not named, and
         whether the named ones read back as given (else keep reading back)."""
-        given = {**self.defaults, **parameters} if self.defaults else parameters
+        given = {**self.defaults, **parameters}
         stored = row._asdict()
         if any(stored[name] != value for name, value in given.items() if name in stored):
             self.from_values = False
@@ -448,7 +449,7 @@ class LoopConnection:
                 return PreparedResult([], cursor.rowcount)
             if plan.reread_param is None:
                 key = cursor.lastrowid
-                if plan.learned is not None and plan.from_values and parameters:
+                if plan.learned is not None and parameters:
                     return PreparedResult([plan.row_of(parameters, key)], 1)
             else:
                 assert parameters is not None

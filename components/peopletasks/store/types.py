@@ -48,9 +48,15 @@ class UTCDateTime(TypeDecorator[datetime]):
             value = value.astimezone(UTC)
         if dialect.name == "sqlite":
             # SQLAlchemy's SQLite storage format, so stored values compare as before.
-            v = value
-            fields = (v.year, v.month, v.day, v.hour, v.minute, v.second, v.microsecond)
-            return _SQLITE_FORM % fields
+            return _SQLITE_FORM % (
+                value.year,
+                value.month,
+                value.day,
+                value.hour,
+                value.minute,
+                value.second,
+                value.microsecond,
+            )
         return value
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
