@@ -24,7 +24,7 @@ import re
 from collections import defaultdict
 from typing import Any
 
-from sqlalchemy import Boolean, ColumnElement, Integer, and_, case, or_, select
+from sqlalchemy import Boolean, ColumnElement, Integer, String, and_, case, cast, or_, select
 
 from peopletasks.domain.inputs import (
     PRIORITIES,
@@ -210,9 +210,9 @@ def _custom_field(name: str, raw: str) -> ColumnElement[bool]:
         # CASE: the cast runs only on numbers (PostgreSQL may reorder an AND).
         matches.append(case((kind == "number", value), else_=None) == number)
     if raw in ("true", "false"):
-        # SQLite reads JSON true as 1, PostgreSQL as 'true'.
+        # SQLite reads JSON true as the integer 1, PostgreSQL as 'true'.
         texts = ("true", "1") if raw == "true" else ("false", "0")
-        matches.append(and_(kind == "boolean", text.in_(texts)))
+        matches.append(and_(kind == "boolean", cast(text, String).in_(texts)))
     return or_(*matches)
 
 
