@@ -16,14 +16,22 @@ from typing import Any
 import pytest
 
 from peopletasks.errors import ValidationFailed
-from peopletasks.webhooks.sender import Sender, SendError, SendTimeout
-from peopletasks.webhooks.transport import (
+from peopletasks.webhooks.http import HTTPTransport
+from peopletasks.webhooks.sender import Sender
+from peopletasks.webhooks.targets import (
     TargetRefused,
     check_target_resolves,
     check_target_url,
     is_public_address,
     resolve_public,
 )
+from peopletasks.webhooks.transport import Request, SendError, SendTimeout, UnsendableRequest
+
+
+def wire(*, body_cap: int = 4096, **options: Any) -> Sender:
+    """A sender over the service's own transport (real sockets, the SSRF checks)."""
+    return Sender(HTTPTransport(**options), body_cap=body_cap)
+
 
 # --- a real receiver --------------------------------------------------------------------------
 
@@ -123,7 +131,7 @@ def running_receiver(
 async def prove_nothing_arrived(receiver: Receiver) -> None:
     """A barrier: one allowed request; the accept loop is serial, so any earlier
     connection would have been counted before it."""
-    async with Sender(allow_private=True) as sender:
+    async with wire(allow_private=True) as sender:
         reply = await sender.post(f"http://127.0.0.1:{receiver.port}/marker", b"m")
     assert reply.status == 200
     assert receiver.paths == ["/marker"]
@@ -240,7 +248,7 @@ async def test_resolve_public() -> None:
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
 async def test_private_target_refused_before_any_byte(host: str) -> None:
     with running_receiver() as receiver:
-        async with Sender(allow_private=False) as sender:
+        async with wire(allow_private=False) as sender:
             with pytest.raises(TargetRefused) as caught:
                 await sender.post(f"http://{host}:{receiver.port}/hook", b"{}")
         assert "loopback" in str(caught.value)
@@ -251,7 +259,7 @@ async def test_private_target_refused_before_any_byte(host: str) -> None:
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
 async def test_private_target_allowed(host: str) -> None:
     with running_receiver() as receiver:
-        async with Sender(allow_private=True) as sender:
+        async with wire(allow_private=True) as sender:
             reply = await sender.post(f"http://{host}:{receiver.port}/hook?x=1", b"{}")
         assert reply.status == 200
         assert reply.body == b"ok"
@@ -262,7 +270,7 @@ async def test_refused_is_told_from_down() -> None:
     with running_receiver() as receiver:
         port = receiver.port
     # The receiver is gone: its port now refuses connections.
-    async with Sender(allow_private=True) as sender:
+    async with wire(allow_private=True) as sender:
         with pytest.raises(SendError) as caught:
             await sender.post(f"http://127.0.0.1:{port}/gone", b"")
     assert not isinstance(caught.value, TargetRefused)
@@ -271,7 +279,7 @@ async def test_refused_is_told_from_down() -> None:
 
 async def test_connections_are_kept_and_reused() -> None:
     with running_receiver() as receiver:
-        async with Sender(allow_private=True) as sender:
+        async with wire(allow_private=True) as sender:
             for i in range(20):
                 reply = await sender.post(f"http://127.0.0.1:{receiver.port}/n{i}", b"{}")
                 assert reply.status == 200
@@ -286,7 +294,7 @@ def close_after_answer(handler: _Handler, receiver: Receiver) -> None:
 
 async def test_a_connection_the_receiver_closed_is_replaced() -> None:
     with running_receiver(close_after_answer) as receiver:
-        async with Sender(allow_private=True) as sender:
+        async with wire(allow_private=True) as sender:
             for i in range(3):
                 reply = await sender.post(f"http://127.0.0.1:{receiver.port}/c{i}", b"{}")
                 assert (reply.status, reply.body) == (200, b"bye")
@@ -301,7 +309,7 @@ def close_silently(handler: _Handler, receiver: Receiver) -> None:
 
 async def test_a_pooled_connection_closed_while_idle_is_replaced() -> None:
     with running_receiver(close_silently) as receiver:
-        async with Sender(allow_private=True) as sender:
+        async with wire(allow_private=True) as sender:
             for i in range(3):
                 url = f"http://127.0.0.1:{receiver.port}/s{i}"
                 assert (await sender.post(url, b"{}")).status == 200
@@ -316,7 +324,7 @@ async def test_proxies_from_environment_are_ignored(monkeypatch: pytest.MonkeyPa
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
     with running_receiver() as receiver:
-        async with Sender(allow_private=True) as sender:
+        async with wire(allow_private=True) as sender:
             reply = await sender.post(f"http://127.0.0.1:{receiver.port}/direct", b"")
         assert reply.status == 200
         assert receiver.paths == ["/direct"]
@@ -331,7 +339,7 @@ def redirect_to_target(handler: _Handler, receiver: Receiver) -> None:
 
 async def test_redirect_is_returned_not_followed() -> None:
     with running_receiver(redirect_to_target) as receiver:
-        async with Sender(allow_private=True) as sender:
+        async with wire(allow_private=True) as sender:
             reply = await sender.post(f"http://127.0.0.1:{receiver.port}/start", b"x")
         assert reply.status == 302
         assert reply.headers["location"] == "/target"
@@ -345,7 +353,7 @@ def retry_later(handler: _Handler, receiver: Receiver) -> None:
 
 async def test_status_headers_and_body_of_an_error_answer() -> None:
     with running_receiver(retry_later) as receiver:
-        async with Sender(allow_private=True) as sender:
+        async with wire(allow_private=True) as sender:
             reply = await sender.post(f"http://127.0.0.1:{receiver.port}/busy", b"x")
     assert (reply.status, reply.headers["retry-after"], reply.body) == (503, "7", b"busy")
 
@@ -364,7 +372,7 @@ def big_body(handler: _Handler, receiver: Receiver) -> None:
 
 async def test_answers_are_read_up_to_the_cap_only() -> None:
     with running_receiver(big_body) as receiver:
-        async with Sender(allow_private=True, body_cap=4096) as sender:
+        async with wire(allow_private=True, body_cap=4096) as sender:
             reply = await sender.post(f"http://127.0.0.1:{receiver.port}/big", b"{}")
             assert reply.status == 200
             assert len(reply.body) == 4096
@@ -382,7 +390,7 @@ def slow(handler: _Handler, receiver: Receiver) -> None:
 
 async def test_slow_receiver_times_out() -> None:
     with running_receiver(slow) as receiver:
-        async with Sender(allow_private=True, timeout=0.5, connect_timeout=0.5) as sender:
+        async with wire(allow_private=True, timeout=0.5, connect_timeout=0.5) as sender:
             started = time.monotonic()
             with pytest.raises(SendTimeout):
                 await sender.post(f"http://127.0.0.1:{receiver.port}/slow", b"{}")
@@ -393,12 +401,40 @@ async def test_slow_receiver_times_out() -> None:
 
 async def test_header_injection_is_refused() -> None:
     with running_receiver() as receiver:
-        async with Sender(allow_private=True) as sender:
-            with pytest.raises(SendError, match="line break"):
+        async with wire(allow_private=True) as sender:
+            with pytest.raises(UnsendableRequest, match="line break"):
                 await sender.post(
                     f"http://127.0.0.1:{receiver.port}/x", b"", {"x-a": "1\r\nx-b: 2"}
                 )
+            with pytest.raises(UnsendableRequest, match="not Latin-1"):
+                await sender.post(f"http://127.0.0.1:{receiver.port}/x", b"", {"x-a": "ключ"})
         await prove_nothing_arrived(receiver)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://[::1/hook",  # unclosed bracket
+        "http://{host}:99999/hook",  # no such port
+        "ftp://{host}/hook",
+        "http:///hook",  # no host
+    ],
+)
+async def test_a_url_that_cannot_be_sent_is_refused_before_connecting(url: str) -> None:
+    with running_receiver() as receiver:
+        async with wire(allow_private=True) as sender:
+            with pytest.raises(UnsendableRequest):
+                await sender.post(url.format(host=f"127.0.0.1:{receiver.port}"), b"{}")
+        await prove_nothing_arrived(receiver)
+
+
+async def test_the_transport_itself_refuses_a_url_that_is_not_ascii() -> None:
+    """Sent straight to the transport (no sender to normalise it): refused, not a crash."""
+    transport = HTTPTransport(allow_private=True)
+    request = Request("POST", "http://127.0.0.1:9/café", {}, b"", 4096)
+    with pytest.raises(UnsendableRequest, match="not an ASCII URL"):
+        await transport.handle(request)
+    await transport.aclose()
 
 
 # --- TLS: connected by address, verified by name -----------------------------------------------
@@ -482,7 +518,7 @@ async def test_tls_verifies_and_sends_sni_of_the_host_name(tmp_path: Path) -> No
     server_tls.load_cert_chain(cert_path, key_path)
     client_tls = ssl.create_default_context(cafile=str(ca_path))
     with running_receiver(tls=server_tls) as receiver:
-        async with Sender(allow_private=True, ssl_context=client_tls) as sender:
+        async with wire(allow_private=True, ssl_context=client_tls) as sender:
             # The sender connects to 127.0.0.1; the certificate names only "localhost".
             reply = await sender.post(f"https://localhost:{receiver.port}/tls", b"x")
             assert reply.status == 200

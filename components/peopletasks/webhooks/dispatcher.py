@@ -30,10 +30,18 @@ from peopletasks.domain.deliveries import (
 )
 from peopletasks.domain.webhooks import webhook_secret
 from peopletasks.timeutil import utcnow
+from peopletasks.webhooks.http import HTTPTransport
 from peopletasks.webhooks.retry import RetryStrategy, parse_retry_after
-from peopletasks.webhooks.sender import Reply, Sender, SendError, SendTimeout
+from peopletasks.webhooks.sender import Sender
 from peopletasks.webhooks.signatures import signed_headers
-from peopletasks.webhooks.transport import TargetRefused
+from peopletasks.webhooks.targets import TargetRefused
+from peopletasks.webhooks.transport import (
+    Reply,
+    SendError,
+    SendTimeout,
+    Transport,
+    UnsendableRequest,
+)
 
 log = logging.getLogger("peopletasks.webhooks")
 
@@ -58,15 +66,16 @@ class _Outcome:
     final: bool = False  #: not delivered, and no later attempt could be: do not retry
 
 
-def make_sender(*, allow_private: bool, timeout: float = 10.0) -> Sender:
-    """The sender deliveries go out through (SSRF-checked, capped answers)."""
-    return Sender(
-        allow_private=allow_private,
-        timeout=timeout,
-        connect_timeout=min(timeout, 5.0),
-        body_cap=RESPONSE_BODY_CAP,
-        user_agent=USER_AGENT,
-    )
+def make_sender(
+    *, allow_private: bool, timeout: float = 10.0, transport: Transport | None = None
+) -> Sender:
+    """The sender deliveries go out through: over `HTTPTransport` (SSRF-checked) unless
+    another `transport` is given (tests: `MockTransport`); answers capped."""
+    if transport is None:
+        transport = HTTPTransport(
+            allow_private=allow_private, timeout=timeout, connect_timeout=min(timeout, 5.0)
+        )
+    return Sender(transport, body_cap=RESPONSE_BODY_CAP, user_agent=USER_AGENT)
 
 
 def run_input_of(task: dict[str, Any]) -> dict[str, Any]:
@@ -238,6 +247,8 @@ class Dispatcher:
             return _Outcome(error=f"refused: {exc}")
         except (SendTimeout, TimeoutError) as exc:
             return _Outcome(error=f"timeout: {exc or type(exc).__name__}")
+        except UnsendableRequest as exc:  # as it is stored, no attempt can succeed
+            return _Outcome(error=f"cannot be sent: {exc}", final=True)
         except SendError as exc:
             return _Outcome(error=str(exc))
         return outcome
