@@ -183,6 +183,37 @@ async def test_deliveries_list_validates_and_hides_other_organizations(
     assert (await stranger.get(f"/webhooks/{hook['id']}/deliveries")).status_code == 404
 
 
+async def test_a_url_with_non_ascii_path_and_query_is_stored_encoded_and_delivered(
+    api: Api, anonymous: Api, receiver: Receiver
+) -> None:
+    task, hook = await hooked_task(api, receiver.url("/café/naïve?q=ü&name=Zoë"))
+    path = "/caf%C3%A9/na%C3%AFve?q=%C3%BC&name=Zo%C3%AB"
+    encoded = receiver.url(path)
+    assert hook["url"] == encoded
+    assert (await api.get(f"/webhooks/{hook['id']}")).json()["url"] == encoded
+    await anonymous.put(f"/tasks/{task['id']}/approve", params={"secret": task["approverSecret"]})
+    (request,) = await eventually(
+        lambda: receiver.at("/caf%C3%A9/na%C3%AFve?q=%C3%BC&name=Zo%C3%AB")
+    )
+    assert request.json()["type"] == "task.approved"
+    logged = await eventually(lambda: _delivered(api, hook["id"]))
+    assert logged[0]["attempts"] == 1
+
+
+async def test_a_prefect_api_url_is_stored_encoded(api: Api) -> None:
+    task = await api.create()
+    run = str(uuid.uuid4())
+    response = await api.post(
+        "/webhooks",
+        json={
+            "taskId": task["id"],
+            "prefect": {"flowRunId": run, "apiUrl": "http://Prefect.test/äpi/"},
+        },
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["url"] == f"http://prefect.test/%C3%A4pi/flow_runs/{run}/resume"
+
+
 async def test_an_api_key_that_cannot_be_a_header_fails_once(
     api: Api, anonymous: Api, receiver: Receiver
 ) -> None:

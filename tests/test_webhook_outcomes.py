@@ -1,5 +1,5 @@
 """What the dispatcher makes of each answer: retries and their spacing, `Retry-After`,
-`410 Gone`, the attempt log, a slow receiver.
+`410 Gone`, the attempt log, a slow receiver, URLs that cannot be sent.
 
 The receiver here is in memory (`MockTransport`): these tests are about the
 dispatcher's bookkeeping on the real service and store (both backends), not about
@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from peopletasks.domain import Domain
+from peopletasks.store.tables import webhooks
 from peopletasks.webhooks.dispatcher import Dispatcher, make_sender
 from peopletasks.webhooks.retry import RetryStrategy
 from peopletasks.webhooks.transport import MockTransport, Reply, Request, SendError
@@ -205,7 +206,10 @@ async def test_errors_below_http_are_logged_and_retried(memory: Memory) -> None:
 
 
 async def test_only_the_first_4_kib_of_an_answer_is_logged(memory: Memory) -> None:
-    task, hook = await memory.hooked_task(memory.url(lambda n: Reply(500, {}, b"x" * 10_000)))
+    def verbose(n: int) -> Reply:
+        return Reply(500, {}, b"x" * 10_000) if n == 0 else Reply(200, {}, b"")
+
+    task, hook = await memory.hooked_task(memory.url(verbose))
     await memory.approve(task)
     delivery = await memory.settled(hook["id"])
     assert delivery["attemptLog"][0]["responseBody"] == "x" * 4096
@@ -230,3 +234,33 @@ async def test_a_slow_receiver_does_not_hold_up_others(memory: Memory) -> None:
     finally:
         release.set()
     await memory.settled(slow_hook["id"], "delivered")
+
+
+async def _store_url(domain: Domain, hook_id: str, url: str) -> None:
+    """As a registration before URLs were normalised (or a hand edit) left it."""
+    async with domain.db.write() as conn:
+        await conn.execute(webhooks.update().where(webhooks.c.public_id == hook_id).values(url=url))
+
+
+async def test_a_stored_url_that_is_not_ascii_is_sent_percent_encoded(memory: Memory) -> None:
+    url = memory.url()
+    task, hook = await memory.hooked_task(url)
+    await _store_url(memory.domain, hook["id"], url + "/café?q=ü")
+    await memory.approve(task)
+    await memory.settled(hook["id"], "delivered")
+    (sent,) = memory.at(url + "/caf%C3%A9")
+    assert sent.url == url + "/caf%C3%A9?q=%C3%BC"
+
+
+@pytest.mark.parametrize("stored", ["http://exa¡mple.test/hook", "http://☃.test/hook"])
+async def test_a_stored_url_that_cannot_be_sent_fails_once_not_for_three_days(
+    memory: Memory, stored: str
+) -> None:
+    task, hook = await memory.hooked_task(memory.url())
+    await _store_url(memory.domain, hook["id"], stored)
+    await memory.approve(task)
+    delivery = await memory.settled(hook["id"], "failed")
+    assert delivery["nextAttemptAt"] is None and delivery["attempts"] == 1
+    assert delivery["attemptLog"][0]["error"].startswith("cannot be sent: ")
+    # Nothing reached the transport (every other test sends to receiver.test).
+    assert all(urlsplit(r.url).hostname == "receiver.test" for r in memory.transport.requests)

@@ -13,7 +13,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import ada_url
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from peopletasks.errors import ValidationFailed
 from peopletasks.webhooks.http import HTTPTransport
@@ -23,6 +26,7 @@ from peopletasks.webhooks.targets import (
     check_target_resolves,
     check_target_url,
     is_public_address,
+    normalise_url,
     resolve_public,
 )
 from peopletasks.webhooks.transport import Request, SendError, SendTimeout, UnsendableRequest
@@ -218,6 +222,58 @@ def test_check_target_url_cleans() -> None:
     assert check_target_url("http://[::1]:8080/x") == "http://[::1]:8080/x"
 
 
+@pytest.mark.parametrize(
+    ("url", "stored"),
+    [
+        ("http://host/café?q=ü", "http://host/caf%C3%A9?q=%C3%BC"),
+        ("https://Bücher.Example/x", "https://xn--bcher-kva.example/x"),
+        (
+            "http://\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45.com/",
+            "http://example.com/",
+        ),  # full-width
+        ("http://Straße.de/", "http://xn--strae-oqa.de/"),  # non-transitional, as WHATWG
+        ('http://h/a"<>`{}|^?x="<>`{}|^\'', "http://h/a%22%3C%3E%60%7B%7D|%5E?x=%22%3C%3E`{}|^%27"),
+        ("http://h/%C3%A9/é/%zz", "http://h/%C3%A9/%C3%A9/%zz"),  # %XX kept, not doubled
+        ("http://h/a/b/../%2e%2E/c/./d/.", "http://h/c/d/"),
+        ("http://h:80?x", "http://h/?x"),
+        ("https://h:8443/p#frag ment", "https://h:8443/p#frag%20ment"),
+    ],
+)
+def test_urls_are_stored_as_whatwg_serialises_them(url: str, stored: str) -> None:
+    assert normalise_url(url) == stored
+    assert ada_url.URL(url).href == stored  # the WHATWG parser agrees
+    assert normalise_url(stored) == stored
+    if " " not in url:
+        assert check_target_url(url) == stored
+
+
+_URL_PIECES = ["/.", "/..", "/./", "//", "%2e", "%2E", ".", "..", "%41", "%zz", "%", "é", "ü"]
+_URL_PIECES += ["日本", "\u00a0", "😀", *"abcXYZ09-._~!$&'()*+,;=:@/?#[]^`{}|\"<>"]
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    scheme=st.sampled_from(["http", "https", "HTTP"]),
+    host=st.sampled_from(
+        ["h", "Example.COM", "bücher.example", "BÜCHER.example:8443", "日本.jp", "h:80", "[::1]"]
+    ),
+    pieces=st.lists(st.sampled_from(_URL_PIECES), max_size=12),
+)
+def test_normalised_urls_match_the_whatwg_parser(scheme: str, host: str, pieces: list[str]) -> None:
+    url = f"{scheme}://{host}/" + "".join(pieces)
+    assert normalise_url(url) == ada_url.URL(url).href
+
+
+def test_check_target_url_refuses_hosts_without_an_idna_form() -> None:
+    with pytest.raises(ValidationFailed, match="invalid host name"):
+        check_target_url("http://exa¡mple.test/")
+
+
+def test_the_length_limit_holds_once_percent_encoded() -> None:
+    with pytest.raises(ValidationFailed, match="once percent-encoded"):
+        check_target_url("http://example.com/" + "é" * 700)
+
+
 async def test_check_target_resolves_refuses_private_literal() -> None:
     with pytest.raises(ValidationFailed) as caught:
         await check_target_resolves("http://10.1.2.3/x", allow_private=False)
@@ -411,6 +467,14 @@ async def test_header_injection_is_refused() -> None:
         await prove_nothing_arrived(receiver)
 
 
+async def test_a_url_that_is_not_ascii_goes_out_percent_encoded() -> None:
+    with running_receiver() as receiver:
+        async with wire(allow_private=True) as sender:
+            reply = await sender.post(f"http://127.0.0.1:{receiver.port}/café?q=ü", b"{}")
+    assert reply.status == 200
+    assert receiver.paths == ["/caf%C3%A9?q=%C3%BC"]
+
+
 @pytest.mark.parametrize(
     "url",
     [
@@ -418,6 +482,7 @@ async def test_header_injection_is_refused() -> None:
         "http://{host}:99999/hook",  # no such port
         "ftp://{host}/hook",
         "http:///hook",  # no host
+        "http://exa¡mple.test/hook",  # no IDNA form
     ],
 )
 async def test_a_url_that_cannot_be_sent_is_refused_before_connecting(url: str) -> None:

@@ -32,6 +32,7 @@ async def test_register_get_delete(api: Api, anonymous: Api) -> None:
         ({"url": "not a url"}, "url"),
         ({"url": "https://"}, "url"),
         ({"url": "http://example.com:99999/"}, "url"),
+        ({"url": "http://exa¡mple.test/café"}, "url"),  # a host with no IDNA form
         ({}, "url"),
         ({"url": URL, "taskId": "000000000000000000000000"}, "taskId"),
         ({"url": URL, "events": ["approved"]}, "events"),

@@ -19,8 +19,9 @@ from peopletasks.store.tables import tasks, webhooks
 from peopletasks.timeutil import utcnow
 
 WEBHOOK_SECRET_PURPOSE = "webhook-secret"
-#: Checks a target URL may be called (scheme, host, address policy); raises ValidationFailed.
-TargetCheck = Callable[[str, str], Awaitable[None]]
+#: Checks a target URL may be called (scheme, host, address policy) and gives it as it is
+#: to be stored (normalised); raises ValidationFailed naming the field.
+TargetCheck = Callable[[str, str], Awaitable[str]]
 
 
 def webhook_secret(domain: Domain, public_id: str, key_id: str | None) -> bytes | None:
@@ -43,7 +44,7 @@ async def register_webhook(
         raise Forbidden("registering a webhook needs an API token")
     if data.prefect is not None:
         api_url = data.prefect.apiUrl.strip().rstrip("/")
-        await check_target(api_url, "prefect.apiUrl")
+        api_url = (await check_target(api_url, "prefect.apiUrl")).rstrip("/")
         url = f"{api_url}/flow_runs/{data.prefect.flowRunId}/resume"
         kind = "prefect"
         target: dict[str, Any] | None = {
@@ -53,8 +54,7 @@ async def register_webhook(
         }
     else:
         assert data.url is not None
-        url = data.url.strip()
-        await check_target(url, "url")
+        url = await check_target(data.url.strip(), "url")
         kind, target = "http", None
     public_id = secrets.token_hex(12)
     key_id = domain.signer.key_id(0)

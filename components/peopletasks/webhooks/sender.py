@@ -3,17 +3,24 @@
 `Sender(transport)` POSTs deliveries (and GETs what a delivery needs, e.g. a Prefect
 flow run) through a `Transport` (transport.py): the service's `HTTPTransport`
 (http.py) or, in tests about what happens with an answer, a `MockTransport`. The
-sender's part is the same for both: the `user-agent`, and the cap on how much of
-an answer is read.
+sender's part is the same for both: the URL normalised (a stored URL that is not
+printable ASCII is percent-encoded and its host IDNA-encoded, as at registration;
+one that cannot be is `UnsendableRequest`), the `user-agent`, and the cap on how
+much of an answer is read.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
-from peopletasks.webhooks.transport import Reply, Request, Transport
+from peopletasks.webhooks.targets import normalise_url
+from peopletasks.webhooks.transport import Reply, Request, Transport, UnsendableRequest
 
 __all__ = ["Sender"]
+
+#: A URL the transport can take as it is (what registration stores is always this).
+_PRINTABLE_ASCII = re.compile(r"[\x21-\x7e]*")
 
 
 class Sender:
@@ -62,6 +69,11 @@ class Sender:
         headers: Mapping[str, str],
         body_cap: int | None,
     ) -> Request:
+        if not _PRINTABLE_ASCII.fullmatch(url):
+            try:
+                url = normalise_url(url)
+            except ValueError as exc:
+                raise UnsendableRequest(f"cannot send to {url[:200]!r}: {exc}") from None
         if not any(name.lower() == "user-agent" for name in headers):
             headers = {**headers, "user-agent": self.user_agent}
         cap = self.body_cap if body_cap is None else body_cap

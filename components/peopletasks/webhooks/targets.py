@@ -10,7 +10,9 @@ private one when it is connected to (DNS rebinding).
 The design:
 
 * `check_target_url` refuses URLs that are not plain `http(s)://host[:port]/...`
-  (no user-info, no whitespace, no odd ports) before anything is stored.
+  (no user-info, no whitespace, no odd ports) before anything is stored, and gives
+  the URL as it is stored and sent (`normalise_url`: IDNA host, path and query
+  percent-encoded per the WHATWG URL Standard).
 * `check_target_resolves` resolves the host at registration time, for a clear
   error early; it is advisory only, since DNS answers change. `target_check` is
   both, as registration (domain/webhooks.py) asks them.
@@ -36,6 +38,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import httpx
+import idna
 
 from peopletasks.errors import ValidationFailed
 
@@ -48,6 +51,7 @@ __all__ = [
     "check_target_resolves",
     "check_target_url",
     "is_public_address",
+    "normalise_url",
     "resolve_public",
     "target_check",
 ]
@@ -93,8 +97,83 @@ def _is_forbidden_char(ch: str) -> bool:
     return ch.isspace() or unicodedata.category(ch) in {"Cc", "Cf"}
 
 
+def normalise_url(url: str) -> str:
+    """`url` as it is stored and sent, serialised per the WHATWG URL Standard.
+
+    Scheme and host lower-case; a host that is not ASCII in IDNA (UTS #46, as
+    browsers do: `Bücher.example` -> `xn--bcher-kva.example`); the path, query and
+    fragment percent-encoded with WHATWG's sets (a character outside ASCII as the
+    `%XX` of its UTF-8 bytes, and the ASCII ones WHATWG encodes, like `"`, `<`, `^`
+    in a path or `'` in a query; an existing `%XX` kept); dot segments (`..`,
+    `%2e%2e`) resolved; an empty path as `/`; a default port dropped. Numeric IPv4
+    forms other than dotted decimal (`0x7f.1`) are left to the resolver, whose
+    answer the address check judges. Raises `ValueError` when `url` cannot be parsed.
+    """
+    try:
+        parsed = httpx.URL(_prepare(url))
+    except httpx.InvalidURL as exc:
+        raise ValueError(str(exc)) from None
+    # httpx encodes with WHATWG's sets but for '^' in a path and "'" in a query.
+    path, question, query = parsed.raw_path.decode("ascii").partition("?")
+    raw_path = _whatwg_path(path) + question + query.replace("'", "%27")
+    return str(parsed.copy_with(raw_path=raw_path.encode("ascii")))
+
+
+_SINGLE_DOT = frozenset({".", "%2e"})
+_DOUBLE_DOT = frozenset({"..", ".%2e", "%2e.", "%2e%2e"})
+
+
+def _whatwg_path(path: str) -> str:
+    path = path.replace("^", "%5E")
+    if "%2e" not in path.lower():  # no dot segments (`_prepare` spelled them so)
+        return path or "/"
+    segments = path.split("/")[1:]
+    kept: list[str] = []
+    for index, segment in enumerate(segments):
+        last = index == len(segments) - 1
+        lowered = segment.lower()
+        if lowered in _DOUBLE_DOT:
+            if kept:
+                kept.pop()
+            if last:
+                kept.append("")
+        elif lowered in _SINGLE_DOT:
+            if last:
+                kept.append("")
+        else:
+            kept.append(segment)
+    return "/" + "/".join(kept)
+
+
+_DOT_SEGMENTS = {".": "%2e", "..": "%2e%2e"}
+
+
+def _prepare(url: str) -> str:
+    """`url` ready for httpx: a host that is not ASCII in IDNA (httpx alone would
+    refuse what UTS #46 maps, e.g. full-width letters), and dot segments spelled
+    `%2e`, so that they are resolved once, as WHATWG does (`_whatwg_path`)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    end = min((i for i in map(rest.find, "/?#") if i >= 0), default=len(rest))
+    authority, tail = rest[:end], rest[end:]
+    if not authority.isascii():
+        userinfo, at, hostport = authority.rpartition("@")
+        host, colon, port = hostport.rpartition(":") if ":" in hostport else (hostport, "", "")
+        try:
+            host = idna.encode(host, uts46=True).decode("ascii")
+        except (idna.IDNAError, UnicodeError) as exc:
+            raise ValueError(f"invalid host name {host!r}: {exc}") from None
+        authority = f"{userinfo}{at}{host}{colon}{port}"
+    cut = min((i for i in map(tail.find, "?#") if i >= 0), default=len(tail))
+    path = tail[:cut]
+    if "." in path:
+        path = "/".join(_DOT_SEGMENTS.get(segment, segment) for segment in path.split("/"))
+    return f"{scheme}{sep}{authority}{path}{tail[cut:]}"
+
+
 def check_target_url(url: str) -> str:
-    """The URL, normalised (lower-case scheme and host, IDNA host), or `ValidationFailed` on `url`.
+    """The URL, normalised (`normalise_url`), or `ValidationFailed` on `url`.
 
     Accepts only absolute `http://` / `https://` URLs with a host, an optional port in
     1..65535 and no user-info. The URL is parsed by httpx, the parser that will send it.
@@ -107,7 +186,7 @@ def check_target_url(url: str) -> str:
         # URL parsers disagree about backslashes (WHATWG treats them as '/').
         raise _refuse("must not contain backslashes")
     try:
-        parsed = httpx.URL(url)
+        parsed = httpx.URL(_prepare(url))
     except (httpx.InvalidURL, ValueError) as exc:
         raise _refuse(f"is not a valid URL: {exc}") from None
     if parsed.scheme not in {"http", "https"}:
@@ -125,7 +204,13 @@ def check_target_url(url: str) -> str:
         raise _refuse("must name a host")
     _check_host(host)
     _check_port(netloc, parsed.port)
-    return str(parsed)
+    normalised = normalise_url(url)
+    if len(normalised) > MAX_URL_LENGTH:
+        raise _refuse(
+            f"must be at most {MAX_URL_LENGTH} characters long once percent-encoded "
+            f"(got {len(normalised)})"
+        )
+    return normalised
 
 
 def _check_host(host: str) -> None:
@@ -315,14 +400,15 @@ async def check_target_resolves(url: str, *, allow_private: bool) -> None:
 
 def target_check(*, allow_private: bool) -> TargetCheck:
     """Registration's check: an http(s) URL whose host resolves to public addresses
-    only (unless allowed)."""
+    only (unless allowed); gives the URL normalised, as it is to be stored."""
 
-    async def check(url: str, field: str) -> None:
+    async def check(url: str, field: str) -> str:
         try:
-            check_target_url(url)
-            await check_target_resolves(url, allow_private=allow_private)
+            normalised = check_target_url(url)
+            await check_target_resolves(normalised, allow_private=allow_private)
         except ValidationFailed as exc:
             message = exc.details[0]["message"] if exc.details else exc.message
             raise ValidationFailed.field(field, message) from None
+        return normalised
 
     return check
