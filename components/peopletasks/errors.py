@@ -1,28 +1,62 @@
-"""Every error the service answers with, in one tree.
+"""Every error peopletasks raises on purpose, in one tree with one root.
 
 ```
-PeopleTaskError            (status, code, message, details)
- ├── InvalidRequest        400 invalid_request   malformed JSON, wrong content
- ├── Unauthorized          401 unauthorized      no or unknown token / secret
- ├── Forbidden             403 forbidden         known caller, not allowed
- ├── NotFound              404 not_found         no such task / webhook (in this organization)
- ├── Conflict              409 conflict          the state forbids it (carries the current task)
- └── ValidationFailed      422 validation_error  a field's value is wrong (details name it)
-
-BackendError               a task system (ours, Peoplelogic, Plannr) refused a call or failed
-ApprovalDue                a request's deadline passed without a decision (when asked to raise)
+Error                        the root: catch it to catch anything below
+ ├── PeopleTaskError         an HTTP answer of the service (status, code, message, details)
+ │    ├── InvalidRequest     400 invalid_request   malformed JSON, wrong content
+ │    ├── Unauthorized       401 unauthorized      no or unknown token / secret
+ │    ├── Forbidden          403 forbidden         known caller, not allowed
+ │    ├── NotFound           404 not_found         no such task / webhook (in this organization)
+ │    ├── Conflict           409 conflict          the state forbids it (carries the current task)
+ │    └── ValidationFailed   422 validation_error  a field's value is wrong (details name it)
+ ├── ConfigurationError      the configuration cannot be used (also a RuntimeError)
+ │    └── ServiceNotConfigured   the Prefect side has no People Task service to call
+ ├── BackendError            a task system (ours, Peoplelogic, Plannr) refused a call or failed
+ │                           (call, status_code, detail, outcome_unknown)
+ ├── ApprovalDue             a request's deadline passed without a decision (task_id, decision_by)
+ ├── MailDeliveryError       a message was not delivered (recipients, code, smtp_message, ...)
+ ├── LinkInvalid             an action-link token we did not issue (tampered, truncated)
+ ├── LinkProblem             an action link that cannot be used (kind: invalid | expired, task)
+ └── WebhookError            webhooks: signatures, targets, sending
+      ├── InvalidSignature   verify() refused a request (reason: secret | headers | timestamp
+      │                      | signature)
+      ├── TargetRefused      a target may not be reached (a non-public address, no address)
+      └── SendError          the exchange failed below HTTP (connect, reset, malformed answer)
+           ├── SendTimeout        connecting, or the exchange, took too long
+           └── UnsendableRequest  the request cannot be written (its URL, a header): final
 ```
 
-HTTP renders each as `{"error": {"code", "message", "details": [...]}}`; a
-`Conflict` adds `"task"`: the task as it stands.
+HTTP renders each `PeopleTaskError` as `{"error": {"code", "message", "details": [...]}}`;
+a `Conflict` adds `"task"`: the task as it stands. The classes are importable from
+here and from where they are raised (`peopletasks.settings.ConfigurationError`, ...).
+
+Every error survives pickling with its attributes (Prefect pickles what a task
+raises): `Error.__reduce__` rebuilds it without calling `__init__`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 
-class PeopleTaskError(Exception):
+def _rebuild(cls: type[Error], args: tuple[Any, ...]) -> Error:
+    error = cls.__new__(cls)
+    error.args = args
+    return error
+
+
+class Error(Exception):
+    """The root of every error peopletasks raises on purpose."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The default rebuilds with cls(*self.args), which fails for errors whose
+        # __init__ takes other arguments than their message; the attributes come back
+        # from __dict__ either way.
+        return (_rebuild, (type(self), self.args), self.__dict__)
+
+
+class PeopleTaskError(Error):
     status: int = 400
     code: str = "error"
 
@@ -84,7 +118,7 @@ class ValidationFailed(PeopleTaskError):
         return cls(f"{field}: {message}", details=[{"field": field, "message": message}])
 
 
-class BackendError(Exception):
+class BackendError(Error):
     """A call to a task system failed: which call, the HTTP status, and what it said.
 
     `outcome_unknown`: the request may have been carried out (no answer, or a 5xx to a
@@ -114,10 +148,96 @@ class BackendError(Exception):
         return self.status_code is None or self.status_code == 429 or self.status_code >= 500
 
 
-class ApprovalDue(Exception):
+class ApprovalDue(Error):
     """The deadline passed before anyone decided (raised when `on_due="raise"`)."""
 
     def __init__(self, task_id: str, decision_by: str | None) -> None:
         super().__init__(f"task {task_id} was not decided by its deadline ({decision_by})")
         self.task_id = task_id
         self.decision_by = decision_by
+
+
+class ConfigurationError(Error, RuntimeError):
+    """The configuration cannot be used (e.g. a placeholder secret key in production)."""
+
+
+class ServiceNotConfigured(ConfigurationError):
+    """The Prefect components were given no People Task service (no block, no
+    PEOPLETASKS_API_URL)."""
+
+
+class MailDeliveryError(Error):
+    """A message was not delivered: to whom, the server's code and text (if it answered),
+    whether the failure is permanent, and how many attempts were made."""
+
+    def __init__(
+        self,
+        *,
+        recipients: Sequence[str],
+        code: int | None,
+        smtp_message: str,
+        message_id: str | None = None,
+        permanent: bool,
+        attempts: int = 1,
+        server: str = "",
+    ) -> None:
+        self.recipients = tuple(recipients)
+        self.code = code
+        self.smtp_message = smtp_message
+        self.message_id = message_id
+        self.permanent = permanent
+        self.attempts = attempts
+        self.server = server
+        who = ", ".join(self.recipients) or "(no recipients)"
+        answer = f"SMTP {code} {smtp_message}" if code is not None else smtp_message
+        what = f"mail {message_id} " if message_id else "mail "
+        via = f" via {server}" if server else ""
+        if permanent:
+            outcome = "permanent failure, not retried"
+        else:
+            outcome = f"gave up after {attempts} attempt{'s' if attempts != 1 else ''}"
+        super().__init__(f"{what}to {who} not delivered{via}: {answer} ({outcome})")
+
+
+class LinkInvalid(Error):
+    """The token was not issued by us (tampered, truncated or unknown)."""
+
+
+class LinkProblem(Error):
+    """Why a link cannot be used: `kind` is invalid | expired."""
+
+    def __init__(self, kind: str, message: str, task: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.task = task
+
+
+class WebhookError(Error):
+    """Webhooks: a signature, a target or a send failed."""
+
+
+class InvalidSignature(WebhookError):
+    """The request was not signed with this secret, or is too old or too new.
+
+    `reason`: which check refused it (`secret`, `headers`, `timestamp`, `signature`).
+    """
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class TargetRefused(WebhookError):
+    """A webhook target may not be reached: it resolves to a non-public address, or not at all."""
+
+
+class SendError(WebhookError):
+    """The exchange failed below HTTP: connect, reset, a malformed answer."""
+
+
+class SendTimeout(SendError):
+    """Connecting, or the exchange, took longer than allowed."""
+
+
+class UnsendableRequest(SendError):
+    """The request cannot be sent as it is (its URL or a header cannot be written)."""

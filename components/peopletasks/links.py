@@ -16,6 +16,7 @@ import struct
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from peopletasks.errors import LinkInvalid as LinkInvalid
 from peopletasks.signing import Signer
 
 PURPOSE = "action-link"
@@ -23,10 +24,6 @@ ACTIONS = ("approve", "reject")
 _LAYOUT = struct.Struct(">12sBI")  # task id (12 bytes), action, expiry (Unix seconds)
 _MAC_BYTES = 16
 TOKEN_LENGTH = 44
-
-
-class LinkInvalid(Exception):
-    """The token was not issued by us (tampered, truncated or unknown)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,14 +23,12 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from peopletasks.errors import ConfigurationError as ConfigurationError
+
 DEFAULT_DATABASE_PATH = Path(".peopletasks") / "peopletasks.db"
 #: Used when no key is configured in development. Refused anywhere else.
 DEVELOPMENT_SECRET_KEY = "development-only-insecure-key-change-me"
 _PLACEHOLDER_KEYS = {"", "changeme", "change-me", "secret", DEVELOPMENT_SECRET_KEY}
-
-
-class ConfigurationError(RuntimeError):
-    """The configuration cannot be used (e.g. a placeholder secret key in production)."""
 
 
 class Settings(BaseSettings):

@@ -14,17 +14,9 @@ from peopletasks.domain.inputs import Status
 from peopletasks.domain.principals import Principal, PrincipalKind
 from peopletasks.domain.views import task_view
 from peopletasks.errors import Forbidden, NotFound
+from peopletasks.errors import LinkProblem as LinkProblem
 from peopletasks.store.tables import tasks
 from peopletasks.timeutil import format_datetime, utcnow
-
-
-class LinkProblem(Exception):
-    """Why a link cannot be used: `kind` is invalid | expired."""
-
-    def __init__(self, kind: str, message: str, task: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.task = task
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,8 @@ from typing import Literal, cast, get_args, overload
 
 import aiosmtplib
 
+from peopletasks.errors import MailDeliveryError as MailDeliveryError
+
 log = logging.getLogger("peopletasks.mail")
 
 TlsMode = Literal["none", "starttls", "tls"]
@@ -143,39 +145,6 @@ class SmtpConfig:
             cafile=get("CAFILE"),
             local_hostname=get("LOCAL_HOSTNAME"),
         )
-
-
-class MailDeliveryError(Exception):
-    """A message was not delivered: to whom, the server's code and text (if it answered),
-    whether the failure is permanent, and how many attempts were made."""
-
-    def __init__(
-        self,
-        *,
-        recipients: Sequence[str],
-        code: int | None,
-        smtp_message: str,
-        message_id: str | None = None,
-        permanent: bool,
-        attempts: int = 1,
-        server: str = "",
-    ) -> None:
-        self.recipients = tuple(recipients)
-        self.code = code
-        self.smtp_message = smtp_message
-        self.message_id = message_id
-        self.permanent = permanent
-        self.attempts = attempts
-        self.server = server
-        who = ", ".join(self.recipients) or "(no recipients)"
-        answer = f"SMTP {code} {smtp_message}" if code is not None else smtp_message
-        what = f"mail {message_id} " if message_id else "mail "
-        via = f" via {server}" if server else ""
-        if permanent:
-            outcome = "permanent failure, not retried"
-        else:
-            outcome = f"gave up after {attempts} attempt{'s' if attempts != 1 else ''}"
-        super().__init__(f"{what}to {who} not delivered{via}: {answer} ({outcome})")
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,13 +23,10 @@ from typing import Any
 
 from peopletasks.backends.base import TaskBackend
 from peopletasks.backends.service import PeopleTaskClient
+from peopletasks.errors import ServiceNotConfigured as ServiceNotConfigured
 
 ServiceLike = Any  # PeopleTaskService | str (block name) | PeopleTaskClient | None
 BackendLike = Any  # TaskBackend | block with get_backend() | "peoplelogic" | "plannr" | "slug/name"
-
-
-class ServiceNotConfigured(RuntimeError):
-    pass
 
 
 @asynccontextmanager

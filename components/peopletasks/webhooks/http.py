@@ -340,5 +340,5 @@ def _head(method: bytes, origin: _Origin, target: bytes, request: Request) -> by
     return b"\r\n".join(lines) + b"\r\n\r\n"
 
 
-class _StaleConnection(Exception):
+class _StaleConnection(SendError):
     """A pooled connection failed before any answer: send again on a fresh one."""

@@ -30,19 +30,10 @@ import time
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
+from peopletasks.errors import InvalidSignature as InvalidSignature
+
 TOLERANCE_SECONDS = 300
 SECRET_PREFIX = "whsec_"
-
-
-class InvalidSignature(Exception):
-    """The request was not signed with this secret, or is too old or too new.
-
-    `reason`: which check refused it (`secret`, `headers`, `timestamp`, `signature`).
-    """
-
-    def __init__(self, message: str, *, reason: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 def signature(secret: bytes, message_id: str, timestamp: int, body: bytes) -> str:

@@ -40,7 +40,7 @@ from urllib.parse import urlsplit
 import httpx
 import idna
 
-from peopletasks.errors import ValidationFailed
+from peopletasks.errors import TargetRefused, ValidationFailed
 
 if TYPE_CHECKING:
     from peopletasks.domain.webhooks import TargetCheck
@@ -79,10 +79,6 @@ _NAT64_LOCAL_V6 = _net6("64:ff9b:1::/48")  # RFC 8215 local-use prefix
 _TEREDO_V6 = _net6("2001::/32")
 _SITE_LOCAL_V6 = _net6("fec0::/10")
 _UNIQUE_LOCAL_V6 = _net6("fc00::/7")
-
-
-class TargetRefused(Exception):
-    """A webhook target may not be reached: it resolves to a non-public address, or not at all."""
 
 
 # --- URLs -------------------------------------------------------------------------------------

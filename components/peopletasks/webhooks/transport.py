@@ -21,6 +21,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
+from peopletasks.errors import SendError, SendTimeout, UnsendableRequest
+
 __all__ = [
     "MockTransport",
     "Reply",
@@ -30,18 +32,6 @@ __all__ = [
     "Transport",
     "UnsendableRequest",
 ]
-
-
-class SendError(Exception):
-    """The exchange failed below HTTP: connect, reset, a malformed answer."""
-
-
-class SendTimeout(SendError):
-    """Connecting, or the exchange, took longer than allowed."""
-
-
-class UnsendableRequest(SendError):
-    """The request cannot be sent as it is (its URL or a header cannot be written)."""
 
 
 @dataclass(frozen=True, slots=True)
