@@ -10,6 +10,7 @@ request's fault. A constraint violation or a bad statement is not among them.
 from __future__ import annotations
 
 import sqlite3
+from collections import deque
 from collections.abc import Iterator
 
 from sqlalchemy import exc as sa_exc
@@ -52,6 +53,8 @@ _POSTGRES: dict[str, tuple[str, str]] = {
     "53100": ("store_full", "the store is full (PostgreSQL: disk full)"),
     "53": ("store_unavailable", "the store is out of resources (PostgreSQL)"),
     "08": ("store_unavailable", "the connection to the store failed (PostgreSQL)"),
+    "28": ("store_unavailable", "the store refused the credentials (PostgreSQL)"),
+    "3D000": ("store_unavailable", "the store's database does not exist (PostgreSQL)"),
     "57P01": ("store_unavailable", "the store is shutting down (PostgreSQL)"),
     "57P02": ("store_unavailable", "the store is shutting down (PostgreSQL)"),
     "57P03": ("store_unavailable", "the store does not accept connections now (PostgreSQL)"),
@@ -63,11 +66,12 @@ _POSTGRES: dict[str, tuple[str, str]] = {
 
 
 def _chain(error: BaseException) -> Iterator[BaseException]:
-    """`error`, what SQLAlchemy wrapped (`orig`) and the causes, each once."""
+    """`error`, what SQLAlchemy wrapped (`orig`), then the causes, each once (nearest
+    first: a failure's own error before one that followed from it)."""
     seen: set[int] = set()
-    pending: list[BaseException | None] = [error]
+    pending: deque[BaseException | None] = deque([error])
     while pending:
-        current = pending.pop()
+        current = pending.popleft()
         if current is None or id(current) in seen:
             continue
         seen.add(id(current))
