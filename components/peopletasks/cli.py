@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import click
 
 from peopletasks import __version__
-from peopletasks.errors import PeopleTaskError
+from peopletasks.errors import PeopleTaskError, StoreUnavailable
 from peopletasks.settings import ConfigurationError, get_settings
 
 T = TypeVar("T")
@@ -23,7 +23,6 @@ def _run_domain(operation: Callable[[Any], Awaitable[T]]) -> T:
     from peopletasks.store import migrate
 
     settings = get_settings()
-    migrate(settings.database_url)
 
     async def main() -> T:
         domain = build_domain(settings)
@@ -33,6 +32,7 @@ def _run_domain(operation: Callable[[Any], Awaitable[T]]) -> T:
             await domain.db.dispose()
 
     try:
+        migrate(settings.database_url)
         return asyncio.run(main())
     except (PeopleTaskError, ConfigurationError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
@@ -56,20 +56,30 @@ def app_factory() -> Any:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
-@click.option("--workers", default=1, show_default=True, type=int, help="Processes.")
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Processes (PostgreSQL only: a SQLite store is served by one process).",
+)
 @click.option("--access-log/--no-access-log", default=True, show_default=True)
 def serve(host: str, port: int, workers: int, access_log: bool) -> None:
     """Run the People Task service (migrates the store first)."""
     import uvicorn
-
-    from peopletasks.store import migrate
 
     settings = get_settings()
     try:
         settings.signing_keys()
     except ConfigurationError as exc:
         raise click.ClickException(str(exc)) from None
-    migrate(settings.database_url)
+    if workers > 1 and settings.is_sqlite:
+        raise click.ClickException(
+            f"--workers {workers}: a SQLite store is served by one process (its one writer,"
+            " the webhook dispatcher's leases and the deadline scheduler assume one process"
+            " per file); serve it with one worker, or use PostgreSQL for several"
+        )
+    _migrate(settings.database_url)
     fast = importlib.util.find_spec("uvloop") and importlib.util.find_spec("httptools")
     click.echo(f"peopletasks {__version__}: store {_safe_url(settings.database_url)}", err=True)
     uvicorn.run(
@@ -92,6 +102,16 @@ def _safe_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 
     return make_url(url).render_as_string(hide_password=True)
+
+
+def _migrate(url: str) -> None:
+    """Migrate the store; one line (which store, why) and exit 1 if it cannot be opened."""
+    from peopletasks.store import migrate
+
+    try:
+        migrate(url)
+    except StoreUnavailable as exc:
+        raise click.ClickException(exc.message) from None
 
 
 @main.command()
@@ -124,10 +144,8 @@ def demo(auto_approve: bool, keep: bool) -> None:
 @main.command("migrate")
 def migrate_command() -> None:
     """Bring the store to the newest schema."""
-    from peopletasks.store import migrate
-
     settings = get_settings()
-    migrate(settings.database_url)
+    _migrate(settings.database_url)
     click.echo(f"migrated {_safe_url(settings.database_url)}")
 
 

@@ -8,7 +8,9 @@ Error                        the root: catch it to catch anything below
  │    ├── Forbidden          403 forbidden         known caller, not allowed
  │    ├── NotFound           404 not_found         no such task / webhook (in this organization)
  │    ├── Conflict           409 conflict          the state forbids it (carries the current task)
- │    └── ValidationFailed   422 validation_error  a field's value is wrong (details name it)
+ │    ├── ValidationFailed   422 validation_error  a field's value is wrong (details name it)
+ │    └── StoreUnavailable   503 store_unavailable the store cannot take it now: read-only, I/O
+ │                           error, unreachable (`store_full`: disk full; `store_busy`: locked)
  ├── ConfigurationError      the configuration cannot be used (also a RuntimeError)
  │    └── ServiceNotConfigured   the Prefect side has no People Task service to call
  ├── BackendError            a task system (ours, Peoplelogic, Plannr) refused a call or failed
@@ -116,6 +118,13 @@ class ValidationFailed(PeopleTaskError):
     def field(cls, field: str, message: str) -> ValidationFailed:
         """One bad field: the message names it, and so does `details`."""
         return cls(f"{field}: {message}", details=[{"field": field, "message": message}])
+
+
+class StoreUnavailable(PeopleTaskError):
+    """The store cannot do it now, through no fault of the request (disk full, locked
+    too long, read-only, corrupt, unreachable); trying again later may succeed."""
+
+    status, code = 503, "store_unavailable"
 
 
 class BackendError(Error):

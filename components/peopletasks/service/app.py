@@ -8,12 +8,11 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
-from sqlalchemy import text
 from starlette.types import Receive, Scope, Send
 
 from peopletasks import __version__
 from peopletasks.domain import Domain
-from peopletasks.errors import PeopleTaskError
+from peopletasks.errors import StoreUnavailable
 from peopletasks.service.auth import DomainDep, security_in_openapi
 from peopletasks.service.errors import install_error_handlers
 from peopletasks.service.fastlane import FastLane
@@ -143,15 +142,12 @@ def create_app(
         responses=error_responses(503),
     )
     async def healthz(domain: DomainDep) -> Any:
+        """200 while the store answers (and, after a failed write, would take writes
+        again); otherwise 503 with why (`store_full`, `store_busy`, `store_unavailable`)."""
         try:
-            async with domain.db.read() as conn:
-                await conn.execute(text("SELECT 1"))
-        except Exception as exc:
-            unavailable = PeopleTaskError(
-                f"the store does not answer: {type(exc).__name__}", code="unavailable"
-            )
-            unavailable.status = 503
-            return error_response(unavailable)
+            await domain.db.health()
+        except StoreUnavailable as failure:
+            return error_response(failure)
         return json(
             {"status": "ok", "database": domain.db.dialect, "waiting": domain.decisions.waiting}
         )

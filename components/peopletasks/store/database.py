@@ -7,7 +7,15 @@ several calls per query). Writes go through one connection, one transaction at a
 time, so writers queue in-process instead of failing with "database is locked";
 reads use a second connection in WAL mode and never wait for writers. Both
 connections stay open for the life of the handle. One process serves a SQLite
-store.
+store (`peopletasks serve --workers N` refuses SQLite).
+
+A lock held elsewhere (another process's write transaction, a backup, WAL recovery)
+never stalls the event loop: SQLite's own busy handler would sleep on the loop, every
+request with it, so the loop's connections have none (`busy_timeout=0`). A statement
+that meets SQLITE_BUSY (the writer's BEGIN IMMEDIATE, a read, opening a connection)
+is tried again after an asyncio sleep, backing off as SQLite's handler does, for up
+to BUSY_SECONDS in all; then it fails with 503 `store_busy`. Inside a write
+transaction the lock is ours (WAL): no statement there, COMMIT included, waits.
 
 Group commit (SQLite): writers that come while a transaction is open join it, each
 inside its own savepoint (an error rolls back that writer's work only), and one
@@ -23,12 +31,17 @@ every second, beside the writers, instead of inside the COMMIT that fills the WA
 pages). Under a load that never pauses, writers wait briefly every RESTART_FRAMES
 frames so that the WAL can start afresh instead of growing.
 
-Statements the domain builds once (`prepared(...)`, values bound per call) run on
-SQLite without SQLAlchemy's per-execution machinery: compiled once, their values
-and rows converted by the same type processors SQLAlchemy uses (measured: a read
-by id 75 -> 25 us).
+Statements the domain builds once (`prepared(...)`) run on SQLite through the fast
+path of `store.prepared`, held to plain SQLAlchemy's result.
 
 PostgreSQL (asyncpg) uses a pool of async connections for both.
+
+When the store, not the request, fails (a full disk, a lock held past BUSY_SECONDS,
+a read-only or corrupt file, a server down), `write()` and `read()` raise
+`StoreUnavailable` (503; `store.failures` says which errors those are). A failed
+write is remembered until a write succeeds: meanwhile `health()` probes whether
+writes would work again (free space, a page allocated and rolled back, the file
+writable), so `/healthz` answers 503 while writes fail and recovers by itself.
 
 SQLite's query planner needs statistics (`ANALYZE`) to choose between indexes well:
 without them `filter=assignee:<id>` walks a whole organization. `Database.optimize`
@@ -39,26 +52,47 @@ hourly (the service's background workers) and at close.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import os
 import sqlite3
 import weakref
-from collections import namedtuple
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import orjson
-from sqlalchemy import Connection, Dialect, create_engine, event
-from sqlalchemy import exc as sa_exc
+from sqlalchemy import Connection, Dialect, create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import MultipleResultsFound, NoResultFound
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from peopletasks.errors import StoreUnavailable
+from peopletasks.store.failures import is_busy, store_unavailable
+from peopletasks.store.prepared import (
+    PreparedResult,
+    check_sqlalchemy,
+    plan_for,
+    prepared,
+    run,
+    translated,
+)
+
+__all__ = [
+    "BUSY_SECONDS",
+    "Conn",
+    "Database",
+    "LoopConnection",
+    "PreparedResult",
+    "after_commit",
+    "keep_so_far",
+    "prepared",
+    "sqlite_path",
+]
 
 T = TypeVar("T")
-_MISSING: Any = object()
 #: SQLite page cache per connection (KiB) and memory-mapped reads (bytes): a create
 #: touches a page of each of the task's indexes; read through the OS with the
 #: default 2 MB cache, that cost more CPU than the rest of the request.
@@ -74,26 +108,22 @@ CHECKPOINT_SECONDS = 1.0
 #: wait while the frames written since the last checkpoint are copied, and the next
 #: transaction starts the WAL afresh.
 RESTART_FRAMES = 40_000
+#: How long, in all, a statement on the event loop waits for a SQLite lock that
+#: another connection holds (asyncio sleeps between tries, never the loop's time).
+BUSY_SECONDS = 30.0
+#: The pauses between tries (the last repeated): those of SQLite's own busy handler.
+_BUSY_PAUSES = (0.001, 0.002, 0.005, 0.01, 0.015, 0.02, 0.025, 0.025, 0.025, 0.05)
+#: `health()` after a failed write: the folder of a SQLite file needs this much free
+#: space, and a transaction must be able to allocate this much (then rolled back).
+MIN_FREE_BYTES = 1024 * 1024
+PROBE_BYTES = 64 * 1024
+#: How long `health()` waits for the write lock (it answers a monitor, not a caller).
+PROBE_BUSY_SECONDS = 1.0
 #: PostgreSQL connections kept per process, and how many more it may open at once.
 POOL_SIZE = 32
 POOL_OVERFLOW = 8
 #: The savepoint of each writer inside a group transaction (SQLite).
 _SAVEPOINT = "writer"
-
-
-def _translated(error: sqlite3.Error, sql: str) -> Exception:
-    """The SQLAlchemy exception SQLAlchemy would have raised (IntegrityError, ...)."""
-    kinds: list[tuple[type[sqlite3.Error], type[sa_exc.DBAPIError]]] = [
-        (sqlite3.IntegrityError, sa_exc.IntegrityError),
-        (sqlite3.OperationalError, sa_exc.OperationalError),
-        (sqlite3.ProgrammingError, sa_exc.ProgrammingError),
-        (sqlite3.DataError, sa_exc.DataError),
-    ]
-    for driver, ours in kinds:
-        if isinstance(error, driver):
-            return ours(sql, None, error)
-    return sa_exc.DatabaseError(sql, None, error)
-
 
 log = logging.getLogger("peopletasks.store")
 
@@ -107,9 +137,32 @@ ANALYSIS_LIMIT = 400
 _REANALYZE_RATIO = 25
 
 
+async def patiently(call: Callable[[], T], patience: float | None = None) -> T:
+    """`call()`; while it fails with SQLITE_BUSY, again after an asyncio sleep, for up to
+    `patience` seconds in all (BUSY_SECONDS by default; then its last error). The loop
+    never waits on a lock."""
+    if patience is None:
+        patience = BUSY_SECONDS
+    try:
+        return call()
+    except Exception as error:
+        if patience <= 0 or not is_busy(error):
+            raise
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + patience
+    for pause in itertools.chain(_BUSY_PAUSES, itertools.repeat(_BUSY_PAUSES[-1])):
+        await asyncio.sleep(max(0.0, min(pause, deadline - loop.time())))
+        try:
+            return call()
+        except Exception as error:
+            if loop.time() >= deadline or not is_busy(error):
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def _commit_failed(error: sqlite3.Error) -> Exception:
     """A group's COMMIT (or the transaction) failed: nothing of it is stored."""
-    failure = _translated(error, "COMMIT")
+    failure = translated(error, "COMMIT")
     failure.peopletasks_commit_failed = True  # type: ignore[attr-defined]
     return failure
 
@@ -177,296 +230,47 @@ class Conn(Protocol):
     async def run_sync(self, fn: Callable[..., T], *args: Any) -> T: ...
 
 
-#: Statements built once by the domain (see `prepared`), by id; kept alive here.
-_PREPARED: dict[int, Any] = {}
-#: Statements of `prepared(..., reread_by=...)`: (key column, parameter).
-_REREAD_BY: dict[int, tuple[str, str]] = {}
-#: Statements of `prepared(..., row_from_values=True)`.
-_ROW_FROM_VALUES: set[int] = set()
-
-S = TypeVar("S")
-
-
-def prepared(
-    statement: S, *, reread_by: tuple[str, str] | None = None, row_from_values: bool = False
-) -> S:
-    """Mark `statement` (built once, its values bound per call) for SQLite's fast path.
-
-    `reread_by=(column, parameter)`: an UPDATE ... RETURNING whose `column` (unique,
-    left unchanged) equals `parameter` runs without RETURNING on SQLite, and its row
-    is read back by that key (RETURNING cost ~30 us more on a decision, measured).
-
-    `row_from_values`: an INSERT ... RETURNING of one row answers with the values it
-    was given, the new key, and for the columns it does not name the defaults its
-    first row read back (their server defaults are constants: checked). The first
-    row is also compared with the values given: a column the database would store
-    otherwise (a type it converts) keeps the read back. Saves the read back (~20 us
-    and the conversion of every column, on a task).
-    """
-    _PREPARED[id(statement)] = statement
-    if reread_by is not None:
-        _REREAD_BY[id(statement)] = reread_by
-    if row_from_values:
-        _ROW_FROM_VALUES.add(id(statement))
-    return statement
-
-
-def _constant_defaults(table: Any, given: tuple[str, ...]) -> bool:
-    """Every column an INSERT naming `given` leaves to the database gets a constant."""
-    for column in table.columns:
-        if column.key in given or column.primary_key:
-            continue
-        default = column.server_default
-        if default is not None and not isinstance(getattr(default, "arg", None), str):
-            return False
-    return True
-
-
-class _Plan:
-    """A prepared statement compiled for SQLite, with its type processors."""
-
-    __slots__ = (
-        "compiled",
-        "defaults",
-        "direct",
-        "from_values",
-        "key_column",
-        "learned",
-        "names",
-        "processors",
-        "reread",
-        "reread_param",
-        "results",
-        "returns",
-        "row",
-        "sql",
-        "steps",
-    )
-
-    def __init__(
-        self,
-        statement: Any,
-        dialect: Dialect,
-        keys: tuple[str, ...],
-        reread_by: tuple[str, str] | None = None,
-        row_from_values: bool = False,
-    ) -> None:
-        compiled = statement.compile(dialect=dialect, column_keys=list(keys))
-        if compiled.positiontup is None or compiled._render_postcompile:
-            raise ValueError("not a plain positional statement")
-        if any(bind.expanding for bind in compiled.binds.values()):
-            raise ValueError("expanding (IN) parameters are not prepared")
-        self.compiled = compiled
-        self.sql = str(compiled)
-        self.names = tuple(compiled.positiontup)
-        self.processors = compiled._bind_processors
-        self.steps = tuple((name, self.processors.get(name)) for name in self.names)
-        #: Values written into the statement (`status == 'pending'`), by bind name.
-        self.defaults = {
-            name: compiled.binds[name].effective_value
-            for name in self.names
-            if not compiled.binds[name].required
-        }
-        self.direct = not compiled.escaped_bind_names
-        columns = compiled._result_columns or []
-        self.returns = bool(columns)
-        self.row = _row_class(tuple(column[0] for column in columns))
-        self.results = tuple(
-            column[3]._cached_result_processor(dialect, None) for column in columns
-        )
-        #: An INSERT's RETURNING, read back by rowid instead: SQLite's RETURNING cost
-        #: 74 us on a task insert (measured), the read back 20.
-        self.reread: str | None = None
-        #: Whose value keys the read back (None: the inserted rowid).
-        self.reread_param: str | None = None
-        head, returning, listed = self.sql.rpartition(" RETURNING ")
-        key: str | None = None
-        if returning and compiled.isinsert and " ON CONFLICT " not in head:
-            key = "rowid"
-        elif returning and compiled.isupdate and reread_by is not None:
-            column, self.reread_param = reread_by
-            key = dialect.identifier_preparer.quote(column)
-        if key is not None:
-            table = dialect.identifier_preparer.format_table(statement.table)
-            self.sql = head
-            # Names from our own schema, as SQLAlchemy rendered them.
-            self.reread = f"SELECT {listed} FROM {table} WHERE {key} = ?"  # noqa: S608
-        #: `row_from_values` (see `prepared`): the INSERT's rowid column, and what the
-        #: columns it does not name hold (learned from its first row; None until then,
-        #: and for good when that row did not read back as given).
-        self.from_values = False
-        self.key_column: str | None = None
-        self.learned: dict[str, Any] | None = None
-        if row_from_values and key == "rowid":
-            primary = list(statement.table.primary_key.columns)
-            returned = {column[0] for column in columns}
-            if (
-                len(primary) == 1
-                and primary[0].key in returned
-                and primary[0].key not in keys
-                and _constant_defaults(statement.table, keys)
-            ):
-                self.from_values = True
-                self.key_column = primary[0].key
-
-    def row_of(self, parameters: dict[str, Any], rowid: int) -> Any:
-        """The INSERT's row from its values (`row_from_values`, once learned)."""
-        assert self.learned is not None and self.key_column is not None
-        values = {**self.learned, **self.defaults, **parameters, self.key_column: rowid}
-        return self.row(*[values[name] for name in self.row._fields])
-
-    def learn(self, parameters: dict[str, Any], row: Any) -> None:
-        """From the first row read back: the values of the columns not named, and
-        whether the named ones read back as given (else keep reading back)."""
-        given = {**self.defaults, **parameters}
-        stored = row._asdict()
-        if any(stored[name] != value for name, value in given.items() if name in stored):
-            self.from_values = False
-            return
-        self.learned = {
-            name: value
-            for name, value in stored.items()
-            if name not in given and name != self.key_column
-        }
-
-    def values(self, parameters: dict[str, Any] | None) -> list[Any]:
-        if self.direct:
-            given = {**self.defaults, **parameters} if parameters else self.defaults
-            try:
-                return [
-                    given[name] if process is None else process(given[name])
-                    for name, process in self.steps
-                ]
-            except KeyError:
-                pass  # a value is missing: SQLAlchemy says which
-        given = self.compiled.construct_params(parameters)
-        processors = self.processors
-        return [
-            processors[name](given[name]) if name in processors else given[name]
-            for name in self.names
-        ]
-
-    def rows(self, raw: list[tuple[Any, ...]]) -> list[Any]:
-        results = self.results
-        make = self.row
-        return [
-            make(*[f(v) if f is not None else v for f, v in zip(results, row, strict=True)])
-            for row in raw
-        ]
-
-
-def _row_class(keys: tuple[str, ...]) -> Any:
-    """A row with attribute access and `_mapping`, like SQLAlchemy's `Row`."""
-    if not keys:
-        return None
-    base = namedtuple("PreparedRow", keys)  # type: ignore[misc]
-
-    class PreparedRow(base):
-        __slots__ = ()
-
-        @property
-        def _mapping(self) -> dict[str, Any]:
-            return dict(zip(keys, self, strict=True))
-
-    return PreparedRow
-
-
-class PreparedResult:
-    """What the domain uses of a result, over rows fetched at once."""
-
-    __slots__ = ("_rows", "rowcount")
-
-    def __init__(self, rows: list[Any], rowcount: int) -> None:
-        self._rows = rows
-        self.rowcount = rowcount
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self._rows)
-
-    def all(self) -> list[Any]:
-        return self._rows
-
-    def first(self) -> Any:
-        return self._rows[0] if self._rows else None
-
-    def one(self) -> Any:
-        if len(self._rows) != 1:
-            raise (
-                NoResultFound("expected one row")
-                if not self._rows
-                else MultipleResultsFound("expected one row")
-            )
-        return self._rows[0]
-
-    def scalar_one(self) -> Any:
-        return self.one()[0]
-
-
-_PLANS: dict[tuple[int, tuple[str, ...]], _Plan | None] = {}
-
-
 class LoopConnection:
-    """A synchronous SQLAlchemy connection used from the event loop (SQLite only)."""
+    """A synchronous SQLAlchemy connection used from the event loop (SQLite only).
 
-    def __init__(self, sync: Connection) -> None:
+    `patient`: a statement that meets a lock held elsewhere is tried again (`patiently`):
+    the reader's (each statement its own transaction). The writer's statements run
+    inside its transaction, whose lock it holds.
+    """
+
+    def __init__(self, sync: Connection, *, patient: bool = False) -> None:
         self.sync = sync
+        self.patient = patient
 
     @property
     def dialect(self) -> Dialect:
         return self.sync.dialect
 
     async def execute(self, statement: Any, parameters: Any = None) -> Any:
-        key = id(statement)
-        if key in _PREPARED and (parameters is None or type(parameters) is dict):
-            names = tuple(sorted(parameters)) if parameters else ()
-            plan = _PLANS.get((key, names), _MISSING)
-            if plan is _MISSING:
-                try:
-                    plan = _Plan(
-                        statement,
-                        self.sync.dialect,
-                        names,
-                        _REREAD_BY.get(key),
-                        key in _ROW_FROM_VALUES,
-                    )
-                except ValueError:
-                    plan = None
-                _PLANS[(key, names)] = plan
-            if plan is not None:
-                assert isinstance(plan, _Plan)
-                return self._run(plan, parameters)
-        return self.sync.execute(statement, parameters)
+        plan = plan_for(statement, parameters, self.sync.dialect)
+        if plan is not None:
+            raw = self.sync.connection.dbapi_connection
+            try:
+                return run(raw, plan, parameters)
+            except Exception as error:
+                if not self.patient or not is_busy(error):
+                    raise
+            return await patiently(lambda: run(raw, plan, parameters))
+        return await self._plain(self.sync.execute, statement, parameters)
 
-    def _run(self, plan: _Plan, parameters: dict[str, Any] | None) -> PreparedResult:
-        raw = self.sync.connection.dbapi_connection
-        assert raw is not None
+    async def _plain(self, method: Callable[..., T], statement: Any, parameters: Any) -> T:
         try:
-            cursor = raw.execute(plan.sql, plan.values(parameters))
-        except sqlite3.Error as error:
-            raise _translated(error, plan.sql) from error
-        if plan.reread is not None:
-            if cursor.rowcount != 1:
-                return PreparedResult([], cursor.rowcount)
-            if plan.reread_param is None:
-                key = cursor.lastrowid
-                if plan.learned is not None and parameters:
-                    return PreparedResult([plan.row_of(parameters, key)], 1)
-            else:
-                assert parameters is not None
-                key = parameters[plan.reread_param]
-            again = plan.rows(raw.execute(plan.reread, (key,)).fetchall())
-            if plan.from_values and plan.learned is None and parameters and again:
-                plan.learn(parameters, again[0])
-            return PreparedResult(again, 1)
-        if plan.returns:
-            return PreparedResult(plan.rows(cursor.fetchall()), cursor.rowcount)
-        return PreparedResult([], cursor.rowcount)
+            return method(statement, parameters)
+        except Exception as error:
+            if not self.patient or not is_busy(error):
+                raise
+        return await patiently(lambda: method(statement, parameters))
 
     async def scalar(self, statement: Any, parameters: Any = None) -> Any:
-        return self.sync.scalar(statement, parameters)
+        return await self._plain(self.sync.scalar, statement, parameters)
 
     async def scalars(self, statement: Any, parameters: Any = None) -> Any:
-        return self.sync.scalars(statement, parameters)
+        return await self._plain(self.sync.scalars, statement, parameters)
 
     async def commit(self) -> None:
         """Keep the work so far, even if the rest of the `write()` block fails (it
@@ -500,7 +304,8 @@ def _sqlite_engine(url: str) -> Engine:
         sync_url,
         pool_size=1,
         max_overflow=0,
-        connect_args={"timeout": 30, "check_same_thread": False},
+        # No busy handler: it would sleep on the event loop (see `patiently`).
+        connect_args={"timeout": 0, "check_same_thread": False},
         json_serializer=_json_text,
         json_deserializer=orjson.loads,
     )
@@ -514,7 +319,7 @@ def _sqlite_engine(url: str) -> Engine:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
         cursor.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA busy_timeout=0")
         cursor.execute("PRAGMA foreign_keys=ON")
         if not _OPTIMIZE_CHECKS_ALL:
             cursor.execute(f"PRAGMA analysis_limit={ANALYSIS_LIMIT}")
@@ -533,6 +338,13 @@ def _open(connection: Connection | None, engine: Engine) -> Connection:
     if connection is not None:
         connection.close()
     return engine.connect()
+
+
+async def _open_patiently(connection: Connection | None, engine: Engine) -> Connection:
+    """`_open`, trying again while the file is locked elsewhere (e.g. WAL recovery)."""
+    if connection is not None and not connection.invalidated and not connection.closed:
+        return connection
+    return await patiently(lambda: _open(connection, engine))
 
 
 def _sqlite_statistics(dbapi_connection: Any) -> list[tuple[Any, ...]]:
@@ -599,14 +411,20 @@ class _GroupWriter:
         #: Copies the WAL into the file off the event loop (None: in memory, no WAL).
         self._checkpointer = _Checkpointer(path, self) if path is not None else None
 
+    def busy(self) -> bool:
+        """A writer is inside its block, or waiting for the file's write lock."""
+        return self._write_lock.locked()
+
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Conn]:
+    async def transaction(self, patience: float | None = None) -> AsyncIterator[LoopConnection]:
+        """A writer's block in the group's transaction. `patience`: how long to wait
+        for the file's write lock when another connection holds it (`patiently`)."""
         async with self._write_lock:
-            sync = self._writer = _open(self._writer, self.engine)
+            sync = self._writer = await _open_patiently(self._writer, self.engine)
             raw = sync.connection.dbapi_connection
             assert raw is not None
             if self._group is None:
-                raw.execute("BEGIN IMMEDIATE")
+                await patiently(lambda: raw.execute("BEGIN IMMEDIATE"), patience)
                 self._group = asyncio.get_running_loop().create_future()
             group = self._group
             raw.execute(f"SAVEPOINT {_SAVEPOINT}")
@@ -703,6 +521,26 @@ class _GroupWriter:
         self.closed = True
 
 
+def _probe_sqlite_writes(raw: Any) -> None:
+    """Inside a write transaction: raise what a write would meet now (a read-only file,
+    no page to allocate), changing nothing."""
+    raw.execute("SAVEPOINT probe")
+    try:
+        version = raw.execute("PRAGMA user_version").fetchone()[0]
+        raw.execute(f"PRAGMA user_version = {int(version)}")  # a write: refused if read-only
+        raw.execute("CREATE TABLE peopletasks_probe (filler BLOB)")
+        raw.execute("INSERT INTO peopletasks_probe VALUES (zeroblob(?))", (PROBE_BYTES,))
+    finally:
+        if raw.in_transaction:  # (SQLite may have rolled back all of it on a full disk)
+            raw.execute("ROLLBACK TO probe")
+            raw.execute("RELEASE probe")
+
+
+def _free_bytes(folder: Path) -> int:
+    stat = os.statvfs(folder)
+    return stat.f_bavail * stat.f_frsize
+
+
 class _Checkpointer:
     """Copies a SQLite file's WAL into the file on a thread (one connection of its own),
     at most every CHECKPOINT_SECONDS while there are commits, beside the writers; past
@@ -773,17 +611,26 @@ class Database:
         self.url = url
         self.dialect = make_url(url).get_backend_name()
         self.is_sqlite = self.dialect == "sqlite"
+        self.path: Path | None = None
         self._sqlite_url: str | None = None
         self._sqlite_key = ""
         self._sqlite_reader: Engine | None = None
         self._reader: Connection | None = None
         self._writers: dict[asyncio.AbstractEventLoop, _GroupWriter] = {}
         self._optimized = False
+        #: Why the last write failed, while no write has succeeded since (see `health`).
+        self.write_failure: StoreUnavailable | None = None
         self.engine: AsyncEngine | None = None
         if self.is_sqlite:
-            path = sqlite_path(url)
+            check_sqlalchemy()
+            self.path = path = sqlite_path(url)
             if path is not None:
-                path.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                except OSError as error:
+                    raise StoreUnavailable(
+                        f"cannot create the store's folder {path.parent}: {error.strerror}"
+                    ) from error
             self._sqlite_url = url
             # One writer per file (an in-memory store is this handle's own).
             self._sqlite_key = str(path.resolve()) if path is not None else f"memory:{id(self)}"
@@ -805,7 +652,10 @@ class Database:
     @asynccontextmanager
     async def write(self) -> AsyncIterator[Conn]:
         """A transaction that commits on success and rolls back on error; then runs the
-        callbacks registered with `after_commit` (only after a commit)."""
+        callbacks registered with `after_commit` (only after a commit).
+
+        Raises `StoreUnavailable` when the store cannot take the write (see
+        `store.failures`); other errors as they are."""
         if not self._optimized:
             await self.optimize()
         callbacks = _Callbacks()
@@ -817,19 +667,38 @@ class Database:
             if not _is_commit_failure(error):
                 for callback in callbacks.kept:
                     callback()
-            raise
+            failure = store_unavailable(error)
+            if failure is None:
+                raise
+            self._write_failed(failure)
+            if failure is error:
+                raise
+            raise failure from error
         finally:
             _after_commit.reset(token)
+        self._write_succeeded()
         for callback in (*callbacks.kept, *callbacks.pending):
             callback()
+
+    def _write_failed(self, failure: StoreUnavailable) -> None:
+        if self.write_failure is None:
+            log.warning("writes to the store %s fail: %s", self._where(), failure.message)
+        self.write_failure = failure
+
+    def _write_succeeded(self) -> None:
+        if self.write_failure is not None:
+            log.warning("the store %s takes writes again", self._where())
+            self.write_failure = None
+
+    def _where(self) -> str:
+        return str(self.path) if self.path is not None else make_url(self.url).render_as_string()
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[Conn]:
         if self._sqlite_url is None:
-            assert self.engine is not None
             # Not `engine.begin()`: after `keep_so_far` commits, the block goes on in a
             # new transaction (begun on its next statement).
-            async with self.engine.connect() as connection:
+            async with self._postgres() as connection:
                 await connection.begin()
                 try:
                     yield connection
@@ -840,6 +709,20 @@ class Database:
             return
         async with self._group_writer().transaction() as conn:
             yield conn
+
+    @asynccontextmanager
+    async def _postgres(self) -> AsyncIterator[AsyncConnection]:
+        """A pooled connection; a server that cannot be reached is `StoreUnavailable`."""
+        assert self.engine is not None
+        async with AsyncExitStack() as stack:
+            try:
+                connection = await stack.enter_async_context(self.engine.connect())
+            except Exception as error:
+                failure = store_unavailable(error, connecting=True)
+                if failure is None or failure is error:
+                    raise
+                raise failure from error
+            yield connection
 
     def _group_writer(self) -> _GroupWriter:
         """The writer of this store's file on the running event loop (shared by every
@@ -859,29 +742,83 @@ class Database:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[Conn]:
-        """A connection for reads."""
+        """A connection for reads. Raises `StoreUnavailable` when the store cannot answer."""
         if not self._optimized:
-            await self.optimize()
-        if self._sqlite_reader is None:
-            assert self.engine is not None
-            async with self.engine.connect() as connection:
-                yield connection
-            return
-        self._reader = _open(self._reader, self._sqlite_reader)
-        yield LoopConnection(self._reader)
+            await self.optimize(wait=False)
+        try:
+            if self._sqlite_reader is None:
+                async with self._postgres() as connection:
+                    yield connection
+                return
+            self._reader = await _open_patiently(self._reader, self._sqlite_reader)
+            yield LoopConnection(self._reader, patient=True)
+        except Exception as error:
+            failure = store_unavailable(error)
+            if failure is None or failure is error:
+                raise
+            raise failure from error
 
-    async def optimize(self) -> None:
-        """Refresh SQLite's query-planner statistics where missing or stale (a few ms; a
-        no-op when nothing changed, and on PostgreSQL, which analyzes by itself)."""
-        self._optimized = True
-        if self._sqlite_url is None:
+    async def health(self) -> None:
+        """Raise `StoreUnavailable` unless the store answers reads and, after a failed
+        write, would take writes again (a probe that changes nothing; then the failure
+        is forgotten). Cheap while writes succeed: one read."""
+        async with self.read() as conn:
+            await conn.execute(text("SELECT 1"))
+        if self.write_failure is None:
             return
         try:
-            async with self._group_writer().transaction() as conn:
-                assert isinstance(conn, LoopConnection)
+            await self._probe_writes()
+        except Exception as error:
+            failure = store_unavailable(error, connecting=True)
+            if failure is None:
+                raise
+            self.write_failure = failure
+            if failure is error:
+                raise
+            raise failure from error
+        self._write_succeeded()
+
+    async def _probe_writes(self) -> None:
+        if self._sqlite_url is None:
+            async with self._postgres() as connection, connection.begin():
+                read_only = await connection.scalar(text("SHOW transaction_read_only"))
+            if read_only == "on":
+                raise StoreUnavailable("the store is read-only (PostgreSQL)")
+            return
+        if self.path is not None:
+            free = await asyncio.to_thread(_free_bytes, self.path.parent)
+            if free < MIN_FREE_BYTES:
+                raise StoreUnavailable(
+                    f"the store is full: {free} bytes free on its disk", code="store_full"
+                )
+        writer = self._group_writer()
+        async with writer.transaction(PROBE_BUSY_SECONDS) as conn:
+            _probe_sqlite_writes(conn.sync.connection.dbapi_connection)
+
+    async def optimize(self, *, wait: bool = True) -> None:
+        """Refresh SQLite's query-planner statistics where missing or stale (a few ms; a
+        no-op when nothing changed, and on PostgreSQL, which analyzes by itself).
+        `wait=False`: not now if writers are busy or the file is locked elsewhere
+        (then on a later call)."""
+        if self._sqlite_url is None:
+            self._optimized = True
+            return
+        writer = self._group_writer()
+        if not wait and writer.busy():
+            return
+        self._optimized = True
+        try:
+            async with writer.transaction(None if wait else 0.0) as conn:
                 changed = optimize_sqlite(conn.sync.connection.dbapi_connection)
-        except Exception:
-            log.exception("refreshing the SQLite statistics failed; queries still work")
+        except Exception as error:
+            if is_busy(error) and not wait:
+                self._optimized = False
+                return
+            failure = store_unavailable(error)
+            if failure is not None:
+                log.warning("refreshing the SQLite statistics failed: %s", failure.message)
+            else:
+                log.exception("refreshing the SQLite statistics failed; queries still work")
             return
         if changed and self._reader is not None:
             # A connection keeps the statistics it loaded: read with a new one.
@@ -892,7 +829,7 @@ class Database:
 
     async def dispose(self) -> None:
         if self._optimized:
-            await self.optimize()  # as SQLite recommends before closing
+            await self.optimize(wait=False)  # as SQLite recommends before closing
         for loop, writer in self._writers.items():
             writer.users.discard(self)
             if not writer.users:

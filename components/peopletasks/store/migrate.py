@@ -9,6 +9,10 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
+from peopletasks.errors import StoreUnavailable
+from peopletasks.store.failures import store_unavailable
+from peopletasks.store.preflight import check_store, safe_url
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -20,13 +24,23 @@ def alembic_config(url: str) -> Config:
 
 
 def migrate(url: str, revision: str = "head") -> None:
-    """Bring the database at `url` to `revision`. Safe to call from async code."""
-    from peopletasks.store.database import sqlite_path
+    """Bring the database at `url` to `revision`. Safe to call from async code.
 
-    path = sqlite_path(url)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    config = alembic_config(url)
+    A store that cannot be opened or written (see `preflight.check_store`), or a
+    database server that cannot be reached, raises `StoreUnavailable` naming it."""
+    check_store(url)
+    try:
+        _upgrade(alembic_config(url), revision)
+    except Exception as error:
+        failure = store_unavailable(error, connecting=True)
+        if failure is None:
+            raise
+        raise StoreUnavailable(
+            f"cannot migrate the store {safe_url(url)}: {failure.message}", code=failure.code
+        ) from error
+
+
+def _upgrade(config: Config, revision: str) -> None:
     try:
         asyncio.get_running_loop()
     except RuntimeError:

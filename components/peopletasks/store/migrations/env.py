@@ -6,7 +6,7 @@ import asyncio
 
 from alembic import context
 from sqlalchemy import text
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
@@ -38,8 +38,16 @@ def _run(connection: Connection) -> None:
             connection.commit()
 
 
+def _async_url(url: str) -> str:
+    """`url` with an asyncio driver (`sqlite://` works with the service's store too)."""
+    parsed = make_url(url)
+    if parsed.drivername == "sqlite":
+        return parsed.set(drivername="sqlite+aiosqlite").render_as_string(hide_password=False)
+    return url
+
+
 async def _main() -> None:
-    engine = create_async_engine(url, poolclass=NullPool)
+    engine = create_async_engine(_async_url(url), poolclass=NullPool)
     try:
         async with engine.connect() as connection:
             await connection.run_sync(_run)
