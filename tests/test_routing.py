@@ -9,7 +9,6 @@ headers a client reads, and the body (ids, times and secrets aside).
 
 from __future__ import annotations
 
-import asyncio
 import re
 import socket
 import uuid
@@ -27,7 +26,8 @@ from peopletasks.service.app import build_domain, create_app
 from peopletasks.service.auth import current_principal, get_domain
 from peopletasks.service.routing import is_json
 from tests.conftest import TEST_KEY, settings_for
-from tests.support.server import ServiceProcess, cli, service_env
+from tests.support.asgi import call, http_scope
+from tests.support.server import ServiceProcess, cli, read_answer, service_env
 
 _VOLATILE = {"id", "createdAt", "updatedAt", "decidedAt", "completedAt", "changedAt"}
 _SECRET_KEYS = {"approverSecret", "requesterSecret", "links", "approve", "reject", "expiresAt"}
@@ -407,47 +407,6 @@ async def test_dependency_overrides_apply_to_the_busiest_routes_too(
 # -- every request gets an answer, whatever its body ----------------------------------
 
 
-async def _call(app: ASGIApp, scope: Scope, messages: list[Message]) -> tuple[int, bytes]:
-    """One request through the ASGI app, the client's messages in turn, then nothing
-    more until the answer; the answer's status and body (0 and b"": none)."""
-    queue = list(messages)
-    status = 0
-    body = b""
-
-    async def receive() -> Message:
-        if queue:
-            return queue.pop(0)
-        await asyncio.sleep(3600)
-        raise AssertionError("unreachable")
-
-    async def send(message: Message) -> None:
-        nonlocal status, body
-        if message["type"] == "http.response.start":
-            status = message["status"]
-        elif message["type"] == "http.response.body":
-            body += message.get("body", b"")
-
-    await asyncio.wait_for(app(scope, receive, send), timeout=10)
-    return status, body
-
-
-def _scope(method: str, path: str, headers: list[tuple[bytes, bytes]]) -> Scope:
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "server": ("service", 80),
-        "client": ("127.0.0.1", 5000),
-        "root_path": "",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "headers": [(b"host", b"service"), *headers],
-    }
-
-
 _JSON = (b"content-type", b"application/json")
 
 
@@ -489,8 +448,8 @@ async def test_a_create_is_answered_whatever_its_body(
     auth = (b"authorization", f"Bearer {token}".encode())
     requests = (("POST", "/people-task/tasks"), ("PUT", "/people-task/tasks/nosuch/approve"))
     for (method, path), status in zip(requests, statuses, strict=True):
-        answered, body = await _call(app, _scope(method, path, [auth, *headers]), messages)
-        assert answered == status, (method, body)
+        answer = await call(app, http_scope(method, path, [auth, *headers]), messages)
+        assert answer.status == status, (method, answer.body)
 
 
 async def test_a_client_that_leaves_mid_body_ends_its_request(
@@ -499,7 +458,7 @@ async def test_a_client_that_leaves_mid_body_ends_its_request(
     """Nobody to answer: the request ends at once, and nothing is logged as an error."""
     app = create_app(settings_for(database_url), domain=domain)
     token = await create_api_token(domain, "flows@example.com", organization="org-gone")
-    scope = _scope(
+    scope = http_scope(
         "POST",
         "/people-task/tasks",
         [
@@ -512,25 +471,8 @@ async def test_a_client_that_leaves_mid_body_ends_its_request(
         {"type": "http.request", "body": b'{"title": "x', "more_body": True},
         {"type": "http.disconnect"},
     ]
-    await _call(app, scope, messages)
+    await call(app, scope, messages)
     assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
-
-
-def _raw_answer(sock: socket.socket) -> bytes:
-    """One HTTP/1.1 answer (with a Content-Length) read off a keep-alive socket."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        assert chunk, f"connection closed before an answer: {data!r}"
-        data += chunk
-    head, _, rest = data.partition(b"\r\n\r\n")
-    length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
-    while len(rest) < length:
-        chunk = sock.recv(65536)
-        assert chunk, "connection closed mid-answer"
-        rest += chunk
-    assert len(rest) == length, "more than one answer"
-    return head
 
 
 def test_thousands_of_empty_posts_each_get_their_answer(tmp_path: Path) -> None:
@@ -548,12 +490,12 @@ def test_thousands_of_empty_posts_each_get_their_answer(tmp_path: Path) -> None:
             with socket.create_connection(("127.0.0.1", service.port), timeout=10) as sock:
                 for _ in range(500):
                     sock.sendall(request)
-                    assert _raw_answer(sock).startswith(b"HTTP/1.1 422 ")
+                    assert read_answer(sock).startswith(b"HTTP/1.1 422 ")
                     answered += 1
         for _ in range(1000):
             with socket.create_connection(("127.0.0.1", service.port), timeout=10) as sock:
                 sock.sendall(request)
-                assert _raw_answer(sock).startswith(b"HTTP/1.1 422 ")
+                assert read_answer(sock).startswith(b"HTTP/1.1 422 ")
                 answered += 1
         assert answered == 3000
         assert httpx.get(f"{service.url}/healthz", timeout=5).status_code == 200

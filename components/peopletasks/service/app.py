@@ -15,6 +15,7 @@ from peopletasks.domain import Domain
 from peopletasks.errors import PeopleTaskError
 from peopletasks.service.auth import DomainDep, security_in_openapi
 from peopletasks.service.errors import install_error_handlers
+from peopletasks.service.limits import BodyLimit
 from peopletasks.service.pages import router as pages_router
 from peopletasks.service.responses import FastJSONResponse, error_response, json
 from peopletasks.service.routes import BUSIEST, router
@@ -106,6 +107,7 @@ def create_app(settings: Settings | None = None, *, domain: Domain | None = None
     app.state.settings = settings
     app.state.target_check = target_check(allow_private=settings.allow_private_webhooks)
     install_error_handlers(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.include_router(pages_router)
     plain_openapi = app.openapi
 
