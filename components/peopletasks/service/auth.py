@@ -9,7 +9,7 @@ from fastapi.security import HTTPBearer
 
 from peopletasks.domain import Domain
 from peopletasks.domain.principals import Principal, authenticate_secret, authenticate_token
-from peopletasks.errors import InvalidRequest, Unauthorized, ValidationFailed
+from peopletasks.errors import InvalidRequest, Unauthorized
 from peopletasks.service.routing import request_body
 
 
@@ -105,18 +105,3 @@ def security_in_openapi(schema: dict[str, Any]) -> dict[str, Any]:
             if isinstance(operation, dict):
                 operation.setdefault("security", [{_bearer.scheme_name: []}])
     return schema
-
-
-def only_query_parameters(*allowed: str):  # type: ignore[no-untyped-def]
-    """A dependency that refuses unknown query parameters (a typo should not be ignored)."""
-    names = set(allowed)
-
-    async def check(request: Request) -> None:
-        unknown = sorted(set(request.query_params) - names)
-        if unknown:
-            raise ValidationFailed(
-                f"{unknown[0]}: unknown query parameter; known: {', '.join(sorted(names))}",
-                details=[{"field": name, "message": "unknown query parameter"} for name in unknown],
-            )
-
-    return Depends(check)

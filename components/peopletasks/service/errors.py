@@ -36,6 +36,9 @@ def _field(loc: tuple[Any, ...]) -> str:
 
 
 def _detail(error: dict[str, Any]) -> dict[str, Any]:
+    if isinstance(error.get("input"), bytes):
+        # A body whose content type is not JSON is not read as JSON (FastAPI's rule).
+        return {"field": "body", "message": "send JSON with `Content-Type: application/json`"}
     message = _MESSAGES.get(error["type"]) or str(error.get("msg", "is invalid"))
     message = message.removeprefix("Value error, ")
     return {"field": _field(tuple(error.get("loc", ()))), "message": message}
@@ -50,8 +53,6 @@ def internal_error() -> PeopleTaskError:
 
 def validation_error(exc: RequestValidationError) -> PeopleTaskError:
     errors = list(exc.errors())
-    if any(e["type"] == "json_invalid" for e in errors):
-        return InvalidRequest("the body is not valid JSON")
     details = [_detail(e) for e in errors]
     first = details[0] if details else {"field": "body", "message": "is invalid"}
     return ValidationFailed(f"{first['field']}: {first['message']}", details=details)
@@ -69,6 +70,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> FastJSONResponse:
         kinds: dict[int, type[PeopleTaskError]] = {
+            400: InvalidRequest,
             401: Unauthorized,
             403: Forbidden,
             404: NotFound,

@@ -16,7 +16,6 @@ from peopletasks.service.auth import (
     BodySecretPrincipalDep,
     DomainDep,
     PrincipalDep,
-    only_query_parameters,
 )
 from peopletasks.service.responses import json
 from peopletasks.service.routing import ApiRoute
@@ -69,8 +68,6 @@ Projection = Annotated[
 Limit = Annotated[int, Query(ge=1, le=task_ops.MAX_LIMIT, description="At most this many.")]
 Offset = Annotated[int, Query(ge=0, le=1_000_000_000, description="Skip this many.")]
 
-_LIST_PARAMS = ("secret", "role", "filter", "sort", "projection", "pattern", "limit", "offset")
-
 
 @router.get(
     "/tasks",
@@ -79,7 +76,6 @@ _LIST_PARAMS = ("secret", "role", "filter", "sort", "projection", "pattern", "li
     summary="Get tasks",
     response_model=list[TaskListItem],
     responses=error_responses(401, 403, 422),
-    dependencies=[only_query_parameters(*_LIST_PARAMS)],
 )
 async def list_tasks(
     domain: DomainDep,
@@ -116,7 +112,6 @@ async def list_tasks(
     summary="Get task count",
     response_model=TaskCount,
     responses=error_responses(401, 403, 422),
-    dependencies=[only_query_parameters("secret", "role", "filter", "pattern")],
 )
 async def count_tasks(
     domain: DomainDep,
@@ -150,7 +145,6 @@ async def get_task(domain: DomainDep, principal: PrincipalDep, id: TaskId) -> An
     summary="Wait for a task's decision (long poll)",
     response_model=TaskPublic,
     responses=error_responses(401, 404, 422),
-    dependencies=[only_query_parameters("secret", "timeout")],
 )
 async def wait_for_task(
     domain: DomainDep,
@@ -189,7 +183,6 @@ async def get_task_history(
     status_code=201,
     response_model=NotePublic,
     responses=error_responses(400, 401, 404, 409, 422),
-    dependencies=[only_query_parameters("secret")],
 )
 async def add_task_note(
     domain: DomainDep,
@@ -209,7 +202,6 @@ async def add_task_note(
     summary="Get the notes of a task, oldest first",
     response_model=list[NotePublic],
     responses=error_responses(401, 404, 422),
-    dependencies=[only_query_parameters("secret", "limit", "offset")],
 )
 async def list_task_notes(
     domain: DomainDep,
@@ -357,7 +349,6 @@ async def get_webhook(domain: DomainDep, principal: PrincipalDep, id: WebhookId)
     summary="Deliveries of a webhook, newest first, with every attempt",
     response_model=list[DeliveryPublic],
     responses=error_responses(401, 403, 404, 422),
-    dependencies=[only_query_parameters("secret", "limit", "offset")],
 )
 async def list_deliveries(
     domain: DomainDep,

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import re
 from collections.abc import (
     Awaitable,
     Callable,
@@ -54,10 +55,11 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.types import Receive, Scope, Send
 
-from peopletasks.errors import InvalidRequest
+from peopletasks.errors import InvalidRequest, ValidationFailed
 
 #: Where the parsed JSON body is kept in the request's scope (read once).
 _JSON_BODY = "peopletasks.json_body"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def is_json(content_type: str | None) -> bool:
@@ -235,6 +237,13 @@ def _lean(dependant: Dependant, *, top: bool) -> _Call | None:
     )
 
 
+def _query_names(dependant: Dependant) -> Iterator[str]:
+    for field in dependant.query_params:
+        yield get_validation_alias(field)
+    for sub in dependant.dependencies:
+        yield from _query_names(sub)
+
+
 def _calls(dependant: Dependant) -> Iterator[Any]:
     for sub in dependant.dependencies:
         yield sub.call
@@ -256,6 +265,8 @@ class ApiRoute(APIRoute):
         self.head = replace(self.dependant, body_params=[])
         self.lean = _lean(self.head, top=True)
         self.dependency_calls = frozenset(_calls(self.dependant))
+        #: The query parameters the signature declares: any other is refused.
+        self.query_names = frozenset(_query_names(self.dependant))
         body = self.dependant.body_params
         #: One body model, not embedded: validated as `request_body_to_args` would.
         self.body = (
@@ -277,13 +288,36 @@ class ApiRoute(APIRoute):
             await self.with_fastapi(scope, receive, send)
             return
         request = Request(scope, receive, send)
+        self.refuse_unexpected(request)
         values, errors = await self.lean.solve(request, {})
         response = await self.answer(request, values, errors, lean=True)
         await response(scope, receive, send)
 
+    def refuse_unexpected(self, request: Request) -> None:
+        """Before anything else: a query parameter the route does not declare (a typo
+        is not ignored), and a control character in a path or query parameter (ids and
+        secrets hold none; PostgreSQL refuses NUL in text), are a 422 naming them."""
+        for name, value in request.path_params.items():
+            if _CONTROL.search(value):
+                raise ValidationFailed.field(name, "must not contain control characters")
+        if not request.scope["query_string"]:
+            return
+        query = request.query_params
+        unknown = sorted(set(query) - self.query_names)
+        if unknown:
+            known = ", ".join(sorted(self.query_names)) or "none"
+            raise ValidationFailed(
+                f"{unknown[0]}: unknown query parameter; known: {known}",
+                details=[{"field": name, "message": "unknown query parameter"} for name in unknown],
+            )
+        for name, value in query.multi_items():
+            if _CONTROL.search(value):
+                raise ValidationFailed.field(name, "must not contain control characters")
+
     async def answer_with_fastapi(self, request: Request) -> Response:
         """FastAPI's own parameter and body solving (with overrides): the reference the
         lean path is held to."""
+        self.refuse_unexpected(request)
         solved = await solve_dependencies(
             request=request,
             dependant=self.head,
