@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from typing import Any
-from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -20,6 +19,7 @@ from peopletasks.errors import (
     Unauthorized,
     ValidationFailed,
 )
+from peopletasks.service.logging import logged_target
 from peopletasks.service.responses import FastJSONResponse, error_response
 
 log = logging.getLogger("peopletasks.service")
@@ -89,10 +89,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ClientDisconnect)
     async def _gone(request: Request, _exc: ClientDisconnect) -> Response:
         # The client left before sending its whole body: nobody reads an answer.
-        log.debug("client left mid-body on %s %s", request.method, quote(request.url.path))
+        log.debug("client left mid-body on %s %s", request.method, logged_target(request.scope))
         return Response(status_code=400)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> FastJSONResponse:
-        log.exception("unexpected error on %s %s", request.method, quote(request.url.path))
+        log.exception("unexpected error on %s %s", request.method, logged_target(request.scope))
         return error_response(internal_error())
