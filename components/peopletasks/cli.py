@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import importlib.util
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import click
 
@@ -53,6 +53,13 @@ def app_factory() -> Any:
     return create_app()
 
 
+#: How long a connection may take to send a request's header (see service/server.py).
+HEADER_TIMEOUT_SECONDS = 20.0
+#: Longer than common proxies' idle timeouts (60 s), so that the client side closes
+#: idle connections first and never reuses one we are closing.
+KEEP_ALIVE_TIMEOUT_SECONDS = 65
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
@@ -64,9 +71,32 @@ def app_factory() -> Any:
     help="Processes (PostgreSQL only: a SQLite store is served by one process).",
 )
 @click.option("--access-log/--no-access-log", default=True, show_default=True)
-def serve(host: str, port: int, workers: int, access_log: bool) -> None:
+@click.option(
+    "--header-timeout",
+    default=HEADER_TIMEOUT_SECONDS,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds a connection has to send a request's header (then 408, closed).",
+)
+@click.option(
+    "--keep-alive-timeout",
+    default=KEEP_ALIVE_TIMEOUT_SECONDS,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Seconds an idle kept-alive connection stays open.",
+)
+def serve(
+    host: str,
+    port: int,
+    workers: int,
+    access_log: bool,
+    header_timeout: float,
+    keep_alive_timeout: int,
+) -> None:
     """Run the People Task service (migrates the store first)."""
     import uvicorn
+
+    from peopletasks.service.server import protocol
 
     settings = get_settings()
     try:
@@ -80,7 +110,10 @@ def serve(host: str, port: int, workers: int, access_log: bool) -> None:
             " per file); serve it with one worker, or use PostgreSQL for several"
         )
     _migrate(settings.database_url)
-    fast = importlib.util.find_spec("uvloop") and importlib.util.find_spec("httptools")
+    http: Literal["httptools", "h11"] = (
+        "httptools" if importlib.util.find_spec("httptools") else "h11"
+    )
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
     click.echo(f"peopletasks {__version__}: store {_safe_url(settings.database_url)}", err=True)
     uvicorn.run(
         "peopletasks.cli:app_factory",
@@ -88,13 +121,11 @@ def serve(host: str, port: int, workers: int, access_log: bool) -> None:
         host=host,
         port=port,
         workers=workers,
-        loop="uvloop" if fast else "asyncio",
-        http="httptools" if fast else "h11",
+        loop=loop,
+        http=protocol(http, header_timeout),
         access_log=access_log,
         server_header=False,
-        # Longer than common proxies' idle timeouts (60 s), so that the client side
-        # closes idle connections first and never reuses one we are closing.
-        timeout_keep_alive=65,
+        timeout_keep_alive=keep_alive_timeout,
     )
 
 

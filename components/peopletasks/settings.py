@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     webhook_poll_seconds: float = Field(
         1.0, gt=0, description="How often an idle dispatcher looks for retries and others' work."
     )
+    max_body_bytes: int = Field(
+        1024 * 1024, ge=1, description="A request body longer than this is refused (413)."
+    )
 
     @field_validator("secret_key", mode="before")
     @classmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -47,8 +48,17 @@ def cli(*args: str, env: dict[str, str], cwd: Path | None = None) -> str:
 class ServiceProcess:
     """`peopletasks serve` in a subprocess; `url` once `start()` returns."""
 
-    def __init__(self, env: dict[str, str], *args: str, cwd: Path | None = None) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        *args: str,
+        cwd: Path | None = None,
+        python: str | None = None,
+    ) -> None:
+        """`args` follow `peopletasks serve --port PORT`. With `python`, the process
+        runs that code instead (`python -c`, its port in `sys.argv[1]`)."""
         self.args = args
+        self.python = python
         self.cwd = cwd
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -59,8 +69,11 @@ class ServiceProcess:
 
     def start(self, timeout: float = 60.0) -> ServiceProcess:
         with self.log.open("wb") as log:
+            command = [str(BIN), "serve", "--port", str(self.port), *self.args]
+            if self.python is not None:
+                command = [sys.executable, "-c", self.python, str(self.port), *self.args]
             self.process = subprocess.Popen(
-                [str(BIN), "serve", "--port", str(self.port), *self.args],
+                command,
                 env=self.env,
                 cwd=self.cwd,
                 stdout=log,
@@ -94,3 +107,38 @@ class ServiceProcess:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+
+def read_answer(sock: socket.socket, timeout: float = 10) -> bytes:
+    """The head of one whole HTTP/1.1 answer (it has a Content-Length) read off `sock`;
+    nothing of a next one."""
+    sock.settimeout(timeout)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"closed before an answer: {data!r}")
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    found = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
+    length = int(found.group(1)) if found else 0
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("closed mid-answer")
+        body += chunk
+    if len(body) != length:
+        raise AssertionError(f"more than one answer: {body!r}")
+    return head
+
+
+def closed_within(sock: socket.socket, timeout: float) -> tuple[float, bytes]:
+    """Seconds until the peer closes `sock` (at most `timeout`), and what it sent."""
+    started = time.monotonic()
+    sock.settimeout(timeout)
+    received = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return time.monotonic() - started, received
+        received += chunk

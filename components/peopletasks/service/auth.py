@@ -9,7 +9,8 @@ from fastapi.security import HTTPBearer
 
 from peopletasks.domain import Domain
 from peopletasks.domain.principals import Principal, authenticate_secret, authenticate_token
-from peopletasks.errors import Unauthorized, ValidationFailed
+from peopletasks.errors import InvalidRequest, Unauthorized
+from peopletasks.service.routing import request_body
 
 
 async def get_domain(request: Request) -> Domain:
@@ -53,16 +54,41 @@ def bearer_token(header: str | None) -> str | None:
 
 
 def bearer_of(request: Request) -> str | None:
-    return bearer_token(request.headers.get("authorization"))
+    for name, value in request.scope["headers"]:
+        if name == b"authorization":
+            return bearer_token(value.decode("latin-1"))
+    return None
 
 
-async def current_principal(request: Request, secret: SecretQuery = None) -> Principal:
-    # One dependency (not domain + HTTPBearer + secret): FastAPI's per-dependency cost
-    # was a quarter of a GET task. `security_in_openapi` documents the bearer scheme.
-    return await authenticate(request.app.state.domain, bearer_of(request), secret)
+async def current_principal(
+    request: Request, domain: DomainDep, secret: SecretQuery = None
+) -> Principal:
+    """The caller: a task `secret` (query) speaks for its holder; otherwise the bearer
+    token. Read here rather than through `HTTPBearer`; `security_in_openapi`
+    documents the bearer scheme."""
+    return await authenticate(domain, bearer_of(request), secret)
+
+
+async def principal_with_body_secret(
+    request: Request, domain: DomainDep, secret: SecretQuery = None
+) -> Principal:
+    """As `current_principal`, where the body may carry the secret too (approve,
+    reject, add a note: Appmixer's clients send it there), before the query's. The
+    body is not validated yet: a body that is not a JSON object with a text `secret`
+    carries none."""
+    try:
+        body = await request_body(request)
+    except InvalidRequest:
+        body = None
+    given = body.get("secret") if isinstance(body, dict) else None
+    if not isinstance(given, str):
+        given = None
+    return await authenticate(domain, bearer_of(request), given or secret)
 
 
 PrincipalDep = Annotated[Principal, Depends(current_principal)]
+#: The caller of a route whose body may carry the secret.
+BodySecretPrincipalDep = Annotated[Principal, Depends(principal_with_body_secret)]
 
 
 def security_in_openapi(schema: dict[str, Any]) -> dict[str, Any]:
@@ -79,18 +105,3 @@ def security_in_openapi(schema: dict[str, Any]) -> dict[str, Any]:
             if isinstance(operation, dict):
                 operation.setdefault("security", [{_bearer.scheme_name: []}])
     return schema
-
-
-def only_query_parameters(*allowed: str):  # type: ignore[no-untyped-def]
-    """A dependency that refuses unknown query parameters (a typo should not be ignored)."""
-    names = set(allowed)
-
-    async def check(request: Request) -> None:
-        unknown = sorted(set(request.query_params) - names)
-        if unknown:
-            raise ValidationFailed(
-                f"{unknown[0]}: unknown query parameter; known: {', '.join(sorted(names))}",
-                details=[{"field": name, "message": "unknown query parameter"} for name in unknown],
-            )
-
-    return Depends(check)

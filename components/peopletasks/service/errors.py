@@ -8,6 +8,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+from starlette.responses import Response
 
 from peopletasks.errors import (
     Forbidden,
@@ -17,6 +19,7 @@ from peopletasks.errors import (
     Unauthorized,
     ValidationFailed,
 )
+from peopletasks.service.logging import logged_target
 from peopletasks.service.responses import FastJSONResponse, error_response
 
 log = logging.getLogger("peopletasks.service")
@@ -33,6 +36,9 @@ def _field(loc: tuple[Any, ...]) -> str:
 
 
 def _detail(error: dict[str, Any]) -> dict[str, Any]:
+    if isinstance(error.get("input"), bytes):
+        # A body whose content type is not JSON is not read as JSON (FastAPI's rule).
+        return {"field": "body", "message": "send JSON with `Content-Type: application/json`"}
     message = _MESSAGES.get(error["type"]) or str(error.get("msg", "is invalid"))
     message = message.removeprefix("Value error, ")
     return {"field": _field(tuple(error.get("loc", ()))), "message": message}
@@ -47,8 +53,6 @@ def internal_error() -> PeopleTaskError:
 
 def validation_error(exc: RequestValidationError) -> PeopleTaskError:
     errors = list(exc.errors())
-    if any(e["type"] == "json_invalid" for e in errors):
-        return InvalidRequest("the body is not valid JSON")
     details = [_detail(e) for e in errors]
     first = details[0] if details else {"field": "body", "message": "is invalid"}
     return ValidationFailed(f"{first['field']}: {first['message']}", details=details)
@@ -66,6 +70,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> FastJSONResponse:
         kinds: dict[int, type[PeopleTaskError]] = {
+            400: InvalidRequest,
             401: Unauthorized,
             403: Forbidden,
             404: NotFound,
@@ -81,7 +86,13 @@ def install_error_handlers(app: FastAPI) -> None:
             response.headers.update(exc.headers)
         return response
 
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, _exc: ClientDisconnect) -> Response:
+        # The client left before sending its whole body: nobody reads an answer.
+        log.debug("client left mid-body on %s %s", request.method, logged_target(request.scope))
+        return Response(status_code=400)
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> FastJSONResponse:
-        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        log.exception("unexpected error on %s %s", request.method, logged_target(request.scope))
         return error_response(internal_error())

@@ -22,5 +22,9 @@ def json(content: Any, status_code: int = 200, headers: dict[str, str] | None = 
 
 
 def error_response(error: PeopleTaskError) -> FastJSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if isinstance(error, Unauthorized) else None
+    headers = None
+    if isinstance(error, Unauthorized):
+        headers = {"WWW-Authenticate": "Bearer"}
+    elif error.status == 413:
+        headers = {"Connection": "close"}  # the rest of the body is not read
     return FastJSONResponse(error.to_body(), status_code=error.status, headers=headers)
