@@ -29,6 +29,7 @@ from pydantic import ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from peopletasks.domain import Domain, Status
+from peopletasks.domain import decisions as decision_ops
 from peopletasks.domain import tasks as task_ops
 from peopletasks.domain.inputs import Decide, TaskCreate
 from peopletasks.errors import PeopleTaskError
@@ -204,7 +205,11 @@ class FastLane:
             domain, _bearer(scope), (given.secret if given else None) or secret
         )
         comment = given.comment if given else None
-        return 200, await task_ops.decide_task(domain, principal, task_id, decision, comment), None
+        return (
+            200,
+            await decision_ops.decide_task(domain, principal, task_id, decision, comment),
+            None,
+        )
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Path, Query, Request, Response
 
 from peopletasks.domain import Status
+from peopletasks.domain import decisions as decision_ops
 from peopletasks.domain import deliveries as delivery_ops
 from peopletasks.domain import links as link_ops
 from peopletasks.domain import tasks as task_ops
@@ -291,7 +292,7 @@ async def _decide(
     given = (body.secret if body else None) or secret
     principal = await authenticate(domain, bearer_of(request), given)
     comment = body.comment if body else None
-    return json(await task_ops.decide_task(domain, principal, task_id, decision, comment))
+    return json(await decision_ops.decide_task(domain, principal, task_id, decision, comment))
 
 
 DecideBody = Annotated[Decide | None, Body()]
