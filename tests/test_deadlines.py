@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from peopletasks.domain.tasks import _NEXT_DEADLINE, next_deadline
+from peopletasks.domain.decisions import next_deadline
 from peopletasks.store.database import sqlite_path
 from peopletasks.store.tables import PENDING_DEADLINE_INDEX
+from peopletasks.store.tasks import _NEXT_DEADLINE
 from tests.conftest import new_database_url, service_on
 
 

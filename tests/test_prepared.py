@@ -36,7 +36,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import CompileError, ResourceClosedError
 from sqlalchemy.sql.compiler import SQLCompiler
 
-from peopletasks.domain.tasks import expire_due_tasks
+from peopletasks.domain.decisions import expire_due_tasks
 from peopletasks.errors import StoreUnavailable
 from peopletasks.service.workers import BackgroundWorkers
 from peopletasks.store import Database

@@ -14,10 +14,11 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from peopletasks.domain import Domain, Status
+from peopletasks.domain.decisions import decide_task
 from peopletasks.domain.deliveries import list_deliveries
 from peopletasks.domain.inputs import TaskCreate, WebhookCreate
 from peopletasks.domain.principals import authenticate_token, create_api_token
-from peopletasks.domain.tasks import create_task, decide_task
+from peopletasks.domain.tasks import create_task
 from peopletasks.domain.webhooks import register_webhook
 from peopletasks.service import create_app
 from peopletasks.service.app import build_domain

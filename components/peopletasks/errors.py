@@ -8,6 +8,7 @@ Error                        the root: catch it to catch anything below
  │    ├── Forbidden          403 forbidden         known caller, not allowed
  │    ├── NotFound           404 not_found         no such task / webhook (in this organization)
  │    ├── Conflict           409 conflict          the state forbids it (carries the current task)
+ │    ├── PayloadTooLarge    413 payload_too_large the body is longer than the service takes
  │    ├── ValidationFailed   422 validation_error  a field's value is wrong (details name it)
  │    └── StoreUnavailable   503 store_unavailable the store cannot take it now: read-only, I/O
  │                           error, unreachable (`store_full`: disk full; `store_busy`: locked)
@@ -109,6 +110,14 @@ class Conflict(PeopleTaskError):
         if self.task is not None:
             body["error"]["task"] = self.task
         return body
+
+
+class PayloadTooLarge(PeopleTaskError):
+    status, code = 413, "payload_too_large"
+
+    @classmethod
+    def over(cls, limit: int) -> PayloadTooLarge:
+        return cls(f"the body is longer than {limit:,} bytes")
 
 
 class ValidationFailed(PeopleTaskError):

@@ -5,6 +5,6 @@ components are thin callers of it.
 """
 
 from peopletasks.domain.context import Domain
-from peopletasks.domain.inputs import Status
+from peopletasks.domain.status import Status
 
 __all__ = ["Domain", "Status"]

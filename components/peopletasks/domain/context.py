@@ -13,7 +13,7 @@ from peopletasks.signing import Signer
 from peopletasks.store import Database
 
 if TYPE_CHECKING:
-    from peopletasks.domain.events import Handoff
+    from peopletasks.domain.handoff import Handoff
 
 K = TypeVar("K")
 V = TypeVar("V")

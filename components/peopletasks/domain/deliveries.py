@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import and_, or_, select, update
 
 from peopletasks.domain.context import Domain
+from peopletasks.domain.handoff import ClaimedDelivery
 from peopletasks.domain.principals import Principal
 from peopletasks.errors import Conflict, Forbidden, NotFound
 from peopletasks.store.database import Conn
@@ -27,24 +28,6 @@ from peopletasks.store.tables import (
 from peopletasks.timeutil import format_datetime, utcnow
 
 PENDING, DELIVERED, FAILED, CANCELLED = "pending", "delivered", "failed", "cancelled"
-
-
-@dataclass(frozen=True, slots=True)
-class ClaimedDelivery:
-    """What a dispatcher needs to make one attempt."""
-
-    id: int
-    attempt: int  #: 1 for the first attempt
-    message_id: str  #: `webhook-id`: the same on every attempt
-    event_type: str
-    body: str
-    event_created_at: datetime
-    webhook_id: int
-    webhook_public_id: str
-    kind: str  #: http | prefect
-    url: str
-    target: dict[str, Any] | None
-    key_id: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,10 +89,10 @@ async def claim_deliveries(domain: Domain, limit: int, lease: float) -> list[Cla
         .where(_claimable(now))
         .order_by(webhook_deliveries.c.next_attempt_at, webhook_deliveries.c.id)
         .limit(limit)
+        # PostgreSQL: skip rows another replica is claiming (SQLite has one writer).
+        .with_for_update(skip_locked=True)
     )
     async with domain.db.write() as conn:
-        if conn.dialect.name == "postgresql":
-            due = due.with_for_update(skip_locked=True)
         ids = [
             row.id
             for row in await conn.execute(

@@ -6,16 +6,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, select
+from sqlalchemy import Row
 
 from peopletasks import links
 from peopletasks.domain.context import Domain
-from peopletasks.domain.inputs import Status
+from peopletasks.domain.decisions import decide_task
 from peopletasks.domain.principals import Principal, PrincipalKind
+from peopletasks.domain.rules import Standing, standing
+from peopletasks.domain.status import Status
 from peopletasks.domain.views import task_view
 from peopletasks.errors import Forbidden, NotFound
 from peopletasks.errors import LinkProblem as LinkProblem
-from peopletasks.store.tables import tasks
+from peopletasks.store import tasks as stored
 from peopletasks.timeutil import format_datetime, utcnow
 
 
@@ -28,6 +30,8 @@ class OpenedLink:
     org_id: int
     #: the other action's token, so the page can offer both buttons
     other_token: str
+    #: whether the task can take a decision now
+    standing: Standing
 
 
 def link_expiry(domain: Domain, decision_by: datetime | None, now: datetime) -> datetime:
@@ -55,11 +59,7 @@ def links_for(domain: Domain, row: Row[Any]) -> dict[str, Any]:
 async def task_links(domain: Domain, principal: Principal, task_id: str) -> dict[str, Any]:
     """The links of a task, for its creator (e.g. to send them by other means)."""
     async with domain.db.read() as conn:
-        row = (
-            await conn.execute(
-                select(tasks).where(tasks.c.id == task_id, tasks.c.org_id == principal.org_id)
-            )
-        ).first()
+        row = await stored.task_by_id(conn, task_id, principal.org_id)
     if row is None or not principal.is_user:
         raise NotFound(f"no task {task_id!r}")
     if row.created_by != principal.email:
@@ -74,7 +74,7 @@ async def open_link(domain: Domain, token: str) -> OpenedLink:
     except links.LinkInvalid as exc:
         raise LinkProblem("invalid", str(exc)) from None
     async with domain.db.read() as conn:
-        row = (await conn.execute(select(tasks).where(tasks.c.id == claims.task_id))).first()
+        row = await stored.task_by_id(conn, claims.task_id, None)
     if row is None:
         raise LinkProblem("invalid", "this link does not belong to any task")
     try:
@@ -82,7 +82,8 @@ async def open_link(domain: Domain, token: str) -> OpenedLink:
     except links.LinkInvalid as exc:
         raise LinkProblem("invalid", str(exc)) from None
     view = task_view(row)
-    if claims.expired(utcnow()) and row.status == Status.PENDING.value:
+    now = utcnow()
+    if claims.expired(now) and row.status == Status.PENDING.value:
         raise LinkProblem("expired", "this link has expired", view)
     other = links.issue_token(
         domain.signer,
@@ -91,13 +92,13 @@ async def open_link(domain: Domain, token: str) -> OpenedLink:
         action="reject" if claims.action == "approve" else "approve",
         expires_at=claims.expires_at,
     )
-    return OpenedLink(token, claims.action, claims.expires_at, view, row.org_id, other)
+    return OpenedLink(
+        token, claims.action, claims.expires_at, view, row.org_id, other, standing(row, now)
+    )
 
 
 async def decide_by_link(domain: Domain, opened: OpenedLink, comment: str | None) -> dict[str, Any]:
     """The approver's decision through the link (the same rules as the API)."""
-    from peopletasks.domain.tasks import decide_task
-
     approver = Principal(
         org_id=opened.org_id, email=opened.task["approver"], kind=PrincipalKind.APPROVER_SECRET
     )

@@ -16,15 +16,15 @@ import re
 import secrets
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
 
 from sqlalchemy import and_, bindparam, or_, select
 
 from peopletasks.domain.context import Domain
-from peopletasks.domain.inputs import normalize_email
+from peopletasks.domain.values import normalize_email
 from peopletasks.errors import NotFound, Unauthorized, ValidationFailed
 from peopletasks.signing import sha256_hex
 from peopletasks.store.database import Conn, prepared
+from peopletasks.store.people import insert_person_if_new
 from peopletasks.store.tables import api_tokens, organizations, people, users
 from peopletasks.timeutil import utcnow
 
@@ -162,8 +162,8 @@ async def ensure_people(
     if missing:
         now = utcnow()
         for email, role in sorted(missing):
-            await conn.execute(
-                _insert_person(conn.dialect.name),
+            await insert_person_if_new(
+                conn,
                 {
                     "public_id": secrets.token_hex(8),
                     "org_id": org_id,
@@ -179,7 +179,6 @@ async def ensure_people(
 
 # Statements built once (values bound per call): building them per call, with their
 # values inside, cost more CPU than running them.
-_INSERT_PERSON: dict[str, Any] = {}
 _PEOPLE_OF = select(people).where(
     people.c.org_id == bindparam("org_id"),
     people.c.email.in_(bindparam("emails", expanding=True)),
@@ -198,17 +197,6 @@ _TASK_PEOPLE = prepared(
     )
 )
 _PERSON_BY_PUBLIC_ID = prepared(select(people).where(people.c.public_id == bindparam("public_id")))
-
-
-def _insert_person(dialect: str) -> Any:
-    statement = _INSERT_PERSON.get(dialect)
-    if statement is None:
-        if dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
-        statement = _INSERT_PERSON[dialect] = prepared(insert(people).on_conflict_do_nothing())
-    return statement
 
 
 async def _load_people(

@@ -24,33 +24,26 @@ import re
 from collections import defaultdict
 from typing import Any
 
-from sqlalchemy import Boolean, ColumnElement, Integer, String, and_, case, cast, or_, select
+from sqlalchemy import ColumnElement, String, and_, case, cast, or_, select
 
-from peopletasks.domain.inputs import (
-    PRIORITIES,
-    Status,
-    normalize_email,
-    number_value,
-)
-from peopletasks.domain.views import TASK_FIELDS, TASK_PROPERTIES
+from peopletasks.domain.fields import FIELDS, NAMES, Kind, TaskField
+from peopletasks.domain.values import normalize_email, number_value
 from peopletasks.errors import ValidationFailed
 from peopletasks.store.tables import task_assignees, tasks
-from peopletasks.store.types import UTCDateTime
 from peopletasks.timeutil import parse_datetime
 
-_EMAIL_PROPERTIES = {"requester", "approver", "createdBy", "decidedBy", "completedBy"}
-#: Filter and sort names beyond the view's own properties.
-_PROPERTIES: dict[str, Any] = {
-    **TASK_PROPERTIES,
-    "connectedTo.type": tasks.c.connected_type,
-    "connectedTo.id": tasks.c.connected_id,
+#: What `filter` and `sort` take: each field kept in one column, and the parts of
+#: structured ones (`connectedTo.type`), with their column.
+_PROPERTIES: dict[str, tuple[TaskField, Any]] = {
+    **{
+        f.name: (f, tasks.c[f.column]) for f in FIELDS if f.column and f.kind is not Kind.STRUCTURED
+    },
+    **{
+        f"{f.name}.{part}": (f, tasks.c[column]) for f in FIELDS for part, column in f.parts.items()
+    },
 }
 _ASSIGNEE = "assignee"
 _CUSTOM_FIELD = "customFields."
-#: How each property sorts, where not by its column's own order.
-_SORT_KEYS: dict[str, Any] = {
-    "priority": case({name: rank for rank, name in enumerate(PRIORITIES)}, value=tasks.c.priority),
-}
 _OPERATORS = (">=", "<=", ">", "<")
 _CUSTOM_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 MAX_PARTS = 50
@@ -66,60 +59,57 @@ def _split(values: list[str], parameter: str) -> list[str]:
     return parts
 
 
-def _property(name: str, parameter: str) -> Any:
-    column = _PROPERTIES.get(name)
-    if column is None:
+def _property(name: str, parameter: str) -> tuple[TaskField, Any]:
+    found = _PROPERTIES.get(name)
+    if found is None:
         extra = f", {_ASSIGNEE}, {_CUSTOM_FIELD}<key>" if parameter == "filter" else ""
         known = ", ".join(_PROPERTIES) + extra
         raise ValidationFailed.field(
             parameter, f"unknown property {name!r}; known properties: {known}"
         )
-    return column
+    return found
 
 
-def _condition(name: str, column: Any, raw: str, parameter: str) -> ColumnElement[bool]:
+def _compared(column: Any, operator: str, value: Any) -> ColumnElement[bool]:
+    return {  # type: ignore[no-any-return]
+        ">=": column >= value,
+        "<=": column <= value,
+        ">": column > value,
+        "<": column < value,
+        "": column == value,
+    }[operator]
+
+
+def _condition(name: str, raw: str, parameter: str) -> ColumnElement[bool]:
+    field, column = _property(name, parameter)
+
     def bad(message: str) -> ValidationFailed:
         return ValidationFailed.field(parameter, f"{name}: {message}")
 
-    if isinstance(column.type, UTCDateTime):
+    operator = next((op for op in _OPERATORS if raw.startswith(op)), "")
+    if field.kind is Kind.DATETIME:
         if raw.lower() == "null":
             return column.is_(None)  # type: ignore[no-any-return]
-        operator = next((op for op in _OPERATORS if raw.startswith(op)), "")
         try:
             when = parse_datetime(raw[len(operator) :])
         except ValueError as exc:
             raise bad(str(exc)) from None
-        return {  # type: ignore[no-any-return]
-            ">=": column >= when,
-            "<=": column <= when,
-            ">": column > when,
-            "<": column < when,
-            "": column == when,
-        }[operator]
-    if isinstance(column.type, Integer):
-        operator = next((op for op in _OPERATORS if raw.startswith(op)), "")
+        return _compared(column, operator, when)
+    if field.kind is Kind.NUMBER:
         try:
             number = int(raw[len(operator) :].strip())
         except ValueError:
             raise bad("expected a whole number") from None
         if not -(2**31) <= number < 2**31:  # the columns are 32-bit
             raise bad("out of range")
-        return {  # type: ignore[no-any-return]
-            ">=": column >= number,
-            "<=": column <= number,
-            ">": column > number,
-            "<": column < number,
-            "": column == number,
-        }[operator]
-    if isinstance(column.type, Boolean):
+        return _compared(column, operator, number)
+    if field.kind is Kind.BOOLEAN:
         if raw.lower() not in {"true", "false"}:
             raise bad("expected true or false")
         return column.is_(raw.lower() == "true")  # type: ignore[no-any-return]
-    if name == "status" and raw not in Status.__members__.values():
-        raise bad(f"expected one of {', '.join(s.value for s in Status)}")
-    if name == "priority" and raw not in PRIORITIES:
-        raise bad(f"expected one of {', '.join(PRIORITIES)}")
-    if name in _EMAIL_PROPERTIES:
+    if field.kind is Kind.CHOICE and raw not in field.choices:
+        raise bad(f"expected one of {', '.join(field.choices)}")
+    if field.kind is Kind.EMAIL:
         raw = raw.strip().lower()
     return column == raw  # type: ignore[no-any-return]
 
@@ -136,7 +126,7 @@ def parse_filters(values: list[str]) -> list[ColumnElement[bool]]:
         elif name.startswith(_CUSTOM_FIELD):
             condition = _custom_field(name, raw)
         else:
-            condition = _condition(name, _property(name, "filter"), raw, "filter")
+            condition = _condition(name, raw, "filter")
         by_property[name].append(condition)
     return [
         conditions[0] if len(conditions) == 1 else or_(*conditions)
@@ -149,9 +139,9 @@ def parse_sort(value: str | None) -> list[Any]:
     for part in _split([value] if value else [], "sort"):
         name, _, direction = part.partition(":")
         name = name.strip()
-        column = _SORT_KEYS.get(name)
-        if column is None:
-            column = _property(name, "sort")
+        field, column = _property(name, "sort")
+        if field.ranked:
+            column = case({choice: rank for rank, choice in enumerate(field.choices)}, value=column)
         direction = direction.strip() or "1"
         if direction not in {"1", "-1"}:
             raise ValidationFailed.field("sort", f"{name}: direction must be 1 or -1")
@@ -174,14 +164,14 @@ def parse_projection(value: str | None) -> tuple[str, ...] | None:
             "projection", "either exclude (-prop,...) or include (prop,...), not both"
         )
     for name in excluded or included:
-        if name not in TASK_FIELDS:
-            known = ", ".join(TASK_FIELDS)
+        if name not in NAMES:
+            known = ", ".join(NAMES)
             raise ValidationFailed.field(
                 "projection", f"unknown property {name!r}; known properties: {known}"
             )
     if excluded:
-        return tuple(name for name in TASK_FIELDS if name not in excluded or name == "id")
-    return tuple(name for name in TASK_FIELDS if name in included or name == "id")
+        return tuple(name for name in NAMES if name not in excluded or name == "id")
+    return tuple(name for name in NAMES if name in included or name == "id")
 
 
 def _assignee(raw: str) -> ColumnElement[bool]:

@@ -1,9 +1,9 @@
 """Waiting for a decision without polling: waiters park on an event per task.
 
 The domain wakes them after the commit of every decision or expiry. Across
-replicas on PostgreSQL the change is also announced with NOTIFY (sent on
-commit) and each replica's listener wakes its own waiters; as a safety net a
-waiter looks at the store again every `recheck` seconds.
+replicas on PostgreSQL the change is also announced (`store.tasks.announce_change`,
+NOTIFY sent on commit) and each replica's listener wakes its own waiters; as a
+safety net a waiter looks at the store again every `recheck` seconds.
 """
 
 from __future__ import annotations
@@ -11,12 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import defaultdict
-
-from sqlalchemy import text
-
-from peopletasks.store.database import Conn
-
-CHANNEL = "peopletasks_decided"
 
 
 class DecisionHub:
@@ -53,11 +47,3 @@ async def wait_event(event: asyncio.Event, timeout: float) -> bool:
         async with asyncio.timeout(timeout):
             await event.wait()
     return event.is_set()
-
-
-async def announce(conn: Conn, task_id: str) -> None:
-    """Tell other replicas (PostgreSQL NOTIFY, delivered when the transaction commits)."""
-    if conn.dialect.name == "postgresql":
-        await conn.execute(
-            text("SELECT pg_notify(:channel, :id)"), {"channel": CHANNEL, "id": task_id}
-        )

@@ -16,16 +16,8 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from peopletasks.errors import PeopleTaskError
+from peopletasks.errors import PayloadTooLarge
 from peopletasks.service.responses import error_response
-
-
-class PayloadTooLarge(PeopleTaskError):
-    status, code = 413, "payload_too_large"
-
-    @classmethod
-    def over(cls, limit: int) -> PayloadTooLarge:
-        return cls(f"the body is longer than {limit:,} bytes")
 
 
 class BodyLimit:

@@ -16,11 +16,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from peopletasks import links
 from peopletasks.domain import Domain
-from peopletasks.domain.inputs import Status
 from peopletasks.domain.links import LinkProblem, OpenedLink, decide_by_link, open_link
+from peopletasks.domain.rules import Standing
+from peopletasks.domain.status import DECISIONS
 from peopletasks.errors import Conflict, PeopleTaskError
-from peopletasks.templating import environment, parse_iso
-from peopletasks.timeutil import utcnow
+from peopletasks.templating import environment
 
 router = APIRouter(prefix="/people-task/act", include_in_schema=False)
 
@@ -79,13 +79,6 @@ def _domain(request: Request) -> Domain:
     return domain
 
 
-def _decidable(task: dict[str, Any]) -> bool:
-    if task["status"] == Status.PENDING.value:
-        deadline = parse_iso(task["decisionBy"])
-        return bool(task["allowLateDecision"]) or deadline is None or deadline > utcnow()
-    return task["status"] == Status.DUE.value and bool(task["allowLateDecision"])
-
-
 async def _open(request: Request, token: str) -> OpenedLink | HTMLResponse:
     try:
         return await open_link(_domain(request), token)
@@ -99,10 +92,10 @@ async def confirm(request: Request, token: str) -> Response:
     if isinstance(opened, HTMLResponse):
         return opened
     task = opened.task
-    if not _decidable(task):
-        if task["status"] in (Status.PENDING.value, Status.DUE.value):
-            return _problem(request, "deadline", task)
-        return _page(request, "pages/done.html", task=task, fresh=False, late=False)
+    if opened.standing is not Standing.OPEN:
+        if task["status"] in DECISIONS:
+            return _page(request, "pages/done.html", task=task, fresh=False, late=False)
+        return _problem(request, "deadline", task)
     urls = {
         opened.action: f"/people-task/act/{opened.token}",
         ("reject" if opened.action == "approve" else "approve"): (

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Path, Query, Request, Response
 
 from peopletasks.domain import Status
+from peopletasks.domain import decisions as decision_ops
 from peopletasks.domain import deliveries as delivery_ops
 from peopletasks.domain import links as link_ops
 from peopletasks.domain import tasks as task_ops
@@ -289,7 +290,7 @@ async def approve_task(
     """The approver approves (approver secret in body or query, or the approver's token).
     The first decision wins; a later one gets 409 with the task as it stands."""
     comment = body.comment if body else None
-    return json(await task_ops.decide_task(domain, principal, id, Status.APPROVED, comment))
+    return json(await decision_ops.decide_task(domain, principal, id, Status.APPROVED, comment))
 
 
 @router.put(
@@ -308,7 +309,7 @@ async def reject_task(
 ) -> Any:
     """The approver rejects; as approve."""
     comment = body.comment if body else None
-    return json(await task_ops.decide_task(domain, principal, id, Status.REJECTED, comment))
+    return json(await decision_ops.decide_task(domain, principal, id, Status.REJECTED, comment))
 
 
 @router.post(

@@ -2,44 +2,35 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
 
-StatusName = Literal["pending", "approved", "rejected", "due"]
-PriorityName = Literal["low", "medium", "high", "highest"]
-
-
-class AssigneePublic(BaseModel):
-    type: str = Field(description="`user`, `group`, ...")
-    id: str
+from peopletasks.domain.fields import (
+    ALWAYS,
+    FIELDS,
+    StatusName,
+)
 
 
-class ConnectedToPublic(BaseModel):
-    type: str
-    id: str
+def _public_fields() -> dict[str, Any]:
+    made: dict[str, Any] = {}
+    for f in FIELDS:
+        info: Any = Field(description=f.description or None)
+        if f.shown_default is not ALWAYS:
+            info = Field(f.shown_default, description=f.description or None)
+        made[f.name] = (f.shown_as, info)
+    return made
 
 
-class CustomFieldPublic(BaseModel):
-    key: str
-    name: str | None
-    type: Literal["string", "number", "boolean", "date"]
-    value: bool | int | float | str = Field(description="Of `type`; a date is YYYY-MM-DD.")
-
-
-class MappingPublic(BaseModel):
-    app: str
-    namespace: str
-    mappedId: str
-    reference: str | None = None
-    mappingData: dict[str, str] | None = None
-
-
-class StatusChange(BaseModel):
-    from_: StatusName | None = Field(alias="from")
-    to: StatusName
-    changedAt: str
-    changedBy: str | None = Field(description="Who changed it; null when the deadline did.")
+if TYPE_CHECKING:
+    TaskPublic = BaseModel
+else:
+    TaskPublic = create_model(
+        "TaskPublic",
+        __doc__="A task as the API returns it (never with secrets).",
+        **_public_fields(),
+    )
 
 
 class NotePublic(BaseModel):
@@ -47,40 +38,6 @@ class NotePublic(BaseModel):
     text: str
     createdBy: str | None = Field(description="The e-mail of whoever added it.")
     createdAt: str
-
-
-class TaskPublic(BaseModel):
-    """A task as the API returns it (never with secrets)."""
-
-    id: str
-    title: str
-    description: str
-    requester: str
-    approver: str
-    status: StatusName
-    decisionBy: str | None = Field(description="ISO 8601 with zone, or null for no deadline.")
-    public: bool
-    allowLateDecision: bool
-    createdBy: str | None
-    createdAt: str
-    updatedAt: str
-    decidedBy: str | None
-    decidedAt: str | None
-    comment: str | None
-    requestKey: str | None = None
-    priority: PriorityName | None = None
-    order: int | None = None
-    orderGroup: str | None = None
-    parentId: str | None = None
-    active: bool = True
-    completedAt: str | None = Field(None, description="When decided (read-only).")
-    completedBy: str | None = Field(None, description="Who decided (read-only).")
-    notesCount: int = Field(0, description="Read them at /tasks/{id}/notes.")
-    assignees: list[AssigneePublic] = []
-    connectedTo: ConnectedToPublic | None = None
-    customFields: list[CustomFieldPublic] = []
-    mappings: list[MappingPublic] = []
-    statusHistory: list[StatusChange] = Field([], description="Oldest first (read-only).")
 
 
 class ActionLinks(BaseModel):
@@ -92,46 +49,26 @@ class ActionLinks(BaseModel):
     expiresAt: str = Field(description="At the deadline, or after the configured maximum age.")
 
 
-class TaskCreated(TaskPublic):
-    """The created task with its two secrets: the only time they are shown."""
-
-    approverSecret: str = Field(description="Lets the approver read, approve and reject.")
-    requesterSecret: str = Field(description="Lets the requester read.")
-    links: ActionLinks
-
-
-class TaskListItem(BaseModel):
-    """A task in a list: `projection` decides which properties are present."""
-
-    id: str
-    title: str | None = None
-    description: str | None = None
-    requester: str | None = None
-    approver: str | None = None
-    status: StatusName | None = None
-    decisionBy: str | None = None
-    public: bool | None = None
-    allowLateDecision: bool | None = None
-    createdBy: str | None = None
-    createdAt: str | None = None
-    updatedAt: str | None = None
-    decidedBy: str | None = None
-    decidedAt: str | None = None
-    comment: str | None = None
-    requestKey: str | None = None
-    priority: PriorityName | None = None
-    order: int | None = None
-    orderGroup: str | None = None
-    parentId: str | None = None
-    active: bool | None = None
-    completedAt: str | None = None
-    completedBy: str | None = None
-    notesCount: int | None = None
-    assignees: list[AssigneePublic] | None = None
-    connectedTo: ConnectedToPublic | None = None
-    customFields: list[CustomFieldPublic] | None = None
-    mappings: list[MappingPublic] | None = None
-    statusHistory: list[StatusChange] | None = None
+if TYPE_CHECKING:
+    TaskCreated = BaseModel
+    TaskListItem = BaseModel
+else:
+    TaskCreated = create_model(
+        "TaskCreated",
+        __base__=TaskPublic,
+        __doc__="The created task with its two secrets: the only time they are shown.",
+        approverSecret=(str, Field(description="Lets the approver read, approve and reject.")),
+        requesterSecret=(str, Field(description="Lets the requester read.")),
+        links=(ActionLinks, ...),
+    )
+    TaskListItem = create_model(
+        "TaskListItem",
+        __doc__="A task in a list: `projection` decides which properties are present.",
+        **{
+            name: (info.annotation, ...) if name == "id" else (info.annotation | None, None)
+            for name, info in TaskPublic.model_fields.items()
+        },
+    )
 
 
 class TaskCount(BaseModel):

@@ -9,10 +9,10 @@ import contextlib
 import logging
 
 from peopletasks.domain import Domain
+from peopletasks.domain.decisions import expire_due_tasks, next_deadline
 from peopletasks.domain.deliveries import release_claims
-from peopletasks.domain.tasks import expire_due_tasks, next_deadline
-from peopletasks.domain.waiting import CHANNEL
 from peopletasks.settings import Settings
+from peopletasks.store.tasks import CHANGES_CHANNEL
 from peopletasks.timeutil import utcnow
 from peopletasks.webhooks.dispatcher import Dispatcher, make_sender
 from peopletasks.webhooks.retry import RetryStrategy
@@ -92,12 +92,12 @@ class DecisionListener:
 
                     closed = asyncio.Event()
                     listener.add_termination_listener(lambda _conn, done=closed: done.set())
-                    await listener.add_listener(CHANNEL, wake)
+                    await listener.add_listener(CHANGES_CHANNEL, wake)
                     try:
                         await closed.wait()
                     finally:
                         with contextlib.suppress(Exception):
-                            await listener.remove_listener(CHANNEL, wake)
+                            await listener.remove_listener(CHANGES_CHANNEL, wake)
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -101,7 +101,7 @@ def _takes_no_context(arg: Any) -> bool:
     return getattr(arg, "__code__", None) in _NO_CONTEXT_CODES
 
 
-class NeedsSQLAlchemy(ValueError):
+class _NeedsSQLAlchemy(ValueError):
     """The statement runs through plain SQLAlchemy (what it needs is not prepared)."""
 
 
@@ -153,9 +153,9 @@ class Plan:
     ) -> None:
         compiled = statement.compile(dialect=dialect, column_keys=list(keys))
         if compiled.positiontup is None or compiled._render_postcompile:
-            raise NeedsSQLAlchemy("not a plain positional statement")
+            raise _NeedsSQLAlchemy("not a plain positional statement")
         if any(bind.expanding for bind in compiled.binds.values()):
-            raise NeedsSQLAlchemy("expanding (IN) parameters are not prepared")
+            raise _NeedsSQLAlchemy("expanding (IN) parameters are not prepared")
         self.compiled = compiled
         self.sql = str(compiled)
         self.names = tuple(compiled.positiontup)
@@ -227,21 +227,21 @@ class Plan:
         else:
             return
         if not self.direct:
-            raise NeedsSQLAlchemy("Python-side defaults with escaped bind names")
+            raise _NeedsSQLAlchemy("Python-side defaults with escaped bind names")
         key_of = compiled._within_exec_param_key_getter
         computed: list[tuple[str, Callable[[Any], Any]]] = []
         for column in columns:
             arg, is_scalar, is_callable, is_sentinel = getattr(column, describe)
             name = key_of(column)
             if is_sentinel:
-                raise NeedsSQLAlchemy("an insert sentinel")
+                raise _NeedsSQLAlchemy("an insert sentinel")
             if is_scalar:
                 self.defaults[name] = arg
             elif is_callable and _takes_no_context(arg):
                 computed.append((name, arg))
                 self.defaults.pop(name, None)
             else:
-                raise NeedsSQLAlchemy(f"the default of {column} needs SQLAlchemy's context")
+                raise _NeedsSQLAlchemy(f"the default of {column} needs SQLAlchemy's context")
         self.computed = tuple(computed)
 
     def given(self, parameters: dict[str, Any] | None) -> dict[str, Any]:
@@ -377,7 +377,7 @@ def plan_for(statement: Any, parameters: Any, dialect: Dialect) -> Plan | None:
     if plan is _MISSING:
         try:
             plan = Plan(statement, dialect, names, REREAD_BY.get(key), key in ROW_FROM_VALUES)
-        except NeedsSQLAlchemy:
+        except _NeedsSQLAlchemy:
             plan = None
         _PLANS[(key, names)] = plan
     return plan  # type: ignore[no-any-return]

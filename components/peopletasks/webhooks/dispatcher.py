@@ -22,12 +22,12 @@ from peopletasks import __version__
 from peopletasks.domain import Domain
 from peopletasks.domain.deliveries import (
     AttemptResult,
-    ClaimedDelivery,
     claim_deliveries,
     has_due_deliveries,
     next_attempt_due,
     record_attempts,
 )
+from peopletasks.domain.handoff import ClaimedDelivery
 from peopletasks.domain.webhooks import webhook_secret
 from peopletasks.timeutil import utcnow
 from peopletasks.webhooks.http import HTTPTransport
