@@ -182,12 +182,13 @@ ApiFactory = Callable[..., Awaitable[Api]]
 
 @asynccontextmanager
 async def service_on(
-    url: str, email: str = "flows@example.com", *, org: str = "own-store"
+    url: str, email: str = "flows@example.com", *, org: str = "own-store", **settings: Any
 ) -> AsyncIterator[tuple[Domain, Api]]:
-    """The app in process on a store of its own (`url`): its domain, and a caller
-    `email` with an API token in organization `org`. The store is closed after."""
-    domain = build_domain(settings_for(url))
-    app = create_app(settings_for(url), domain=domain)
+    """The app in process on a store of its own (`url`, and `settings` beside the
+    tests'): its domain, and a caller `email` with an API token in organization `org`.
+    The store is closed after."""
+    domain = build_domain(settings_for(url, **settings))
+    app = create_app(settings_for(url, **settings), domain=domain)
     try:
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://service"
@@ -204,8 +205,10 @@ async def new_api(http: httpx.AsyncClient, domain: Domain) -> ApiFactory:
     unless `org=` names another."""
     default_org = f"org-{uuid.uuid4().hex[:10]}"
 
-    async def make(email: str = "flows@example.com", *, org: str | None = None) -> Api:
-        token = await create_api_token(domain, email, organization=org or default_org)
+    async def make(
+        email: str = "flows@example.com", *, org: str | None = None, admin: bool = False
+    ) -> Api:
+        token = await create_api_token(domain, email, organization=org or default_org, admin=admin)
         return Api(http, token, email)
 
     return make

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import httpx
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from peopletasks.domain import Domain
-from peopletasks.domain.principals import Role, revoke_api_token, rotate_secret
+from peopletasks.domain.principals import revoke_api_token
 from peopletasks.service import create_app
 from peopletasks.service.app import build_domain
 from tests.conftest import TEST_KEY, Api, ApiFactory, settings_for
@@ -32,7 +32,7 @@ async def test_a_copy_of_the_database_reveals_no_token_or_secret(api: Api, domai
     assert api.token.removeprefix("pt_") not in dump
     assert task["approverSecret"] not in dump
     assert task["requesterSecret"] not in dump
-    assert task["approverSecret"][16:] not in dump  # the MAC part
+    assert task["approverSecret"][24:] not in dump  # the MAC part
 
 
 async def test_secrets_are_not_guessable_from_the_email_across_organizations(
@@ -52,35 +52,6 @@ async def test_revoked_token_is_refused(new_api: ApiFactory, domain: Domain) -> 
     await revoke_api_token(domain, caller.token)
     response = await caller.get("/tasks")
     assert response.status_code == 401
-
-
-async def test_rotating_a_persons_secret_revokes_the_old_one(
-    api: Api, anonymous: Api, domain: Domain
-) -> None:
-    task = await api.create(approver="rotating@example.com")
-    old = task["approverSecret"]
-    assert (await anonymous.get("/tasks", params={"secret": old})).status_code == 200
-    org = await _org_name(domain, task["id"])
-    new = await rotate_secret(domain, "rotating@example.com", Role.APPROVER, organization=org)
-    assert new != old
-    assert (await anonymous.get("/tasks", params={"secret": old})).status_code == 401
-    listed = await anonymous.get("/tasks", params={"secret": new})
-    assert [t["id"] for t in listed.json()] == [task["id"]]
-    # New tasks for the same person hand out the new secret.
-    assert (await api.create(approver="rotating@example.com"))["approverSecret"] == new
-
-
-async def _org_name(domain: Domain, task_id: str) -> str:
-    async with domain.db.read() as conn:
-        return str(
-            await conn.scalar(
-                text(
-                    "SELECT o.name FROM organizations o JOIN tasks t ON t.org_id = o.id "
-                    "WHERE t.id = :id"
-                ),
-                {"id": task_id},
-            )
-        )
 
 
 async def test_signing_key_rotation_keeps_secrets_in_flight_while_listed(

@@ -194,6 +194,14 @@ async def test_every_prepared_statement_gives_what_plain_sqlalchemy_gives(
                 assert decided.json()["status"] == "approved", decided.text
             finally:
                 await workers.stop()
+        # Person-wide secrets (PEOPLETASKS_PERSON_SECRETS): issued, then read with.
+        async with service_on(url, "creator@example.com", person_secrets=True) as (_, api):
+            for _round in range(2):
+                task = await api.create(approver="boss@example.com")
+                seen = await api.http.get(
+                    f"/people-task/tasks/{task['id']}", params={"secret": task["approverSecret"]}
+                )
+                assert seen.status_code == 200, seen.text
     statements = _service_statements()
     assert statements, "no prepared statements found"
     never = [str(statements[key]) for key in statements if key not in compared]

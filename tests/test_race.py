@@ -49,6 +49,7 @@ async def test_approve_and_reject_race_one_winner_per_task(
                 return dict(response.json())
 
             created = await asyncio.gather(*(create(i) for i in range(TASKS)))
+            secrets = {task["id"]: task["approverSecret"] for task in created}
             attempts = [
                 (task["id"], action, replicas[n % len(replicas)].url)
                 for n, (task, action) in enumerate(
@@ -60,7 +61,7 @@ async def test_approve_and_reject_race_one_winner_per_task(
             async def decide(task_id: str, action: str, url: str) -> tuple[str, str, int]:
                 response = await client.put(
                     f"{url}/people-task/tasks/{task_id}/{action}",
-                    json={"secret": created[0]["approverSecret"]},
+                    json={"secret": secrets[task_id]},
                 )
                 assert response.status_code in (200, 409), response.text
                 return task_id, action, response.status_code

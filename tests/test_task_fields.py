@@ -622,7 +622,7 @@ async def test_migration_0007_keeps_the_history_and_its_downgrade_rebuilds_the_t
             "comment": r.comment,
         }
         for r in rows
-    ] == before
+    ] == [{k: v for k, v in h.items() if k != "event"} for h in before]
     migrate(url)
     async with service_on(url) as (_, api):
         assert (await api.get(f"{path}/history")).json() == before

@@ -189,12 +189,19 @@ def token() -> None:
 @click.option("--email", required=True, help="The user the token acts as.")
 @click.option("--org", "organization", default="default", show_default=True)
 @click.option("--label", default="", help="A note to recognise the token by.")
-def token_create(email: str, organization: str, label: str) -> None:
+@click.option(
+    "--admin",
+    is_flag=True,
+    help="See and manage every task of the organization (else: the user's own tasks).",
+)
+def token_create(email: str, organization: str, label: str, admin: bool) -> None:
     """Print a new API token for user EMAIL (the last line of stdout)."""
     from peopletasks.domain.principals import create_api_token
 
     value = _run_domain(
-        lambda domain: create_api_token(domain, email, organization=organization, label=label)
+        lambda domain: create_api_token(
+            domain, email, organization=organization, label=label, admin=admin
+        )
     )
     click.echo(value)
 

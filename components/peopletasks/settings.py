@@ -7,6 +7,8 @@
 | PEOPLETASKS_SECRET_KEY | signing key(s); comma-separated, newest first |
 | PEOPLETASKS_ENVIRONMENT | `development` (default) or anything else (e.g. `production`) |
 | PEOPLETASKS_ALLOW_PRIVATE_WEBHOOKS | allow webhook targets on private addresses |
+| PEOPLETASKS_PERSON_SECRETS | Appmixer's person-wide task secrets (off: a secret is one task's) |
+| PEOPLETASKS_MAX_BODY_BYTES | the largest request body (1 MiB) |
 | PEOPLETASKS_AUTH_CACHE_SECONDS | how long a verified API token or task secret is remembered |
 | PEOPLETASKS_WEBHOOK_* | delivery timeout, retry base / max delay / horizon, concurrency |
 | PEOPLETASKS_BACKGROUND_WORKERS | run the dispatcher and deadline scheduler (default true) |
@@ -43,6 +45,11 @@ class Settings(BaseSettings):
         default_factory=list, description="Signing keys, newest first."
     )
     allow_private_webhooks: bool = False
+    person_secrets: bool = Field(
+        False,
+        description="Appmixer's person-wide secrets: one approver secret decides all of that "
+        "person's tasks (and whoever creates a task naming them receives it).",
+    )
     auth_cache_seconds: float = Field(10.0, ge=0)
     link_max_age_seconds: float = Field(
         7 * 86400.0, gt=0, description="Action links expire at the deadline or after this."

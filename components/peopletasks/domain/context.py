@@ -72,10 +72,12 @@ class Domain:
     link_max_age_seconds: float = 7 * 86400.0
     #: A long poll also re-reads the store this often (a net under NOTIFY).
     wait_recheck_seconds: float = 5.0
+    #: Appmixer's person-wide secrets (see `principals`); off by default.
+    person_secrets: bool = False
     token_cache: TTLCache[str, object] = field(init=False)
     #: A verified task secret -> its holder (a Principal).
     secret_holders: TTLCache[str, object] = field(init=False)
-    #: (organization, e-mail, role) -> that person's current secret.
+    #: (organization, e-mail, role) -> that person's current person-wide secret.
     secrets_cache: TTLCache[tuple[int, str, str], str] = field(init=False)
     #: Set after a commit that wrote webhook deliveries: wakes the dispatcher.
     outbox_ready: asyncio.Event = field(init=False)

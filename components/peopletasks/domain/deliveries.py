@@ -17,6 +17,7 @@ from sqlalchemy import and_, or_, select, update
 from peopletasks.domain.context import Domain
 from peopletasks.domain.handoff import ClaimedDelivery
 from peopletasks.domain.principals import Principal
+from peopletasks.domain.rules import may_manage_webhook
 from peopletasks.errors import Conflict, Forbidden, NotFound
 from peopletasks.store.database import Conn
 from peopletasks.store.tables import (
@@ -238,14 +239,16 @@ async def release_claims(domain: Domain) -> int:
 async def _webhook_seq(conn: Conn, principal: Principal, webhook_id: str) -> int:
     if not principal.is_user:
         raise Forbidden("webhook deliveries need an API token")
-    seq = await conn.scalar(
-        select(webhooks.c.id).where(
-            webhooks.c.public_id == webhook_id, webhooks.c.org_id == principal.org_id
+    row = (
+        await conn.execute(
+            select(webhooks.c.id, webhooks.c.created_by).where(
+                webhooks.c.public_id == webhook_id, webhooks.c.org_id == principal.org_id
+            )
         )
-    )
-    if seq is None:
+    ).first()
+    if row is None or not may_manage_webhook(principal, row.created_by):
         raise NotFound(f"no webhook {webhook_id!r}")
-    return int(seq)
+    return int(row.id)
 
 
 def _delivery_query() -> Any:

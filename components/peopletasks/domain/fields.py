@@ -426,6 +426,7 @@ FIELDS: tuple[TaskField, ...] = (
         given_as=CustomFields,
         on_create=OnCreate.OPTIONAL,
         editable=True,
+        term=True,
         show=_custom_fields_shown,
         store=_custom_fields_stored,
     ),

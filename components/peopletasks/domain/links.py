@@ -13,7 +13,7 @@ from peopletasks.domain.context import Domain
 from peopletasks.domain.decisions import decide_task
 from peopletasks.domain.principals import Principal, PrincipalKind
 from peopletasks.domain.rules import Standing, standing
-from peopletasks.domain.status import Status
+from peopletasks.domain.status import DECISIONS, Status
 from peopletasks.domain.views import task_view
 from peopletasks.errors import Forbidden, NotFound
 from peopletasks.errors import LinkProblem as LinkProblem
@@ -62,8 +62,8 @@ async def task_links(domain: Domain, principal: Principal, task_id: str) -> dict
         row = await stored.task_by_id(conn, task_id, principal.org_id)
     if row is None or not principal.is_user:
         raise NotFound(f"no task {task_id!r}")
-    if row.created_by != principal.email:
-        raise Forbidden("only the task's creator may fetch its action links")
+    if row.created_by != principal.email and not principal.admin:
+        raise Forbidden("only the task's creator (or an admin token) may fetch its action links")
     return links_for(domain, row)
 
 
@@ -83,7 +83,9 @@ async def open_link(domain: Domain, token: str) -> OpenedLink:
         raise LinkProblem("invalid", str(exc)) from None
     view = task_view(row)
     now = utcnow()
-    if claims.expired(now) and row.status == Status.PENDING.value:
+    # An expired link never decides again (a task that allows late decisions turns due
+    # and stays decidable: not through this link). It may still show a decided outcome.
+    if claims.expired(now) and row.status not in DECISIONS:
         raise LinkProblem("expired", "this link has expired", view)
     other = links.issue_token(
         domain.signer,
@@ -100,7 +102,10 @@ async def open_link(domain: Domain, token: str) -> OpenedLink:
 async def decide_by_link(domain: Domain, opened: OpenedLink, comment: str | None) -> dict[str, Any]:
     """The approver's decision through the link (the same rules as the API)."""
     approver = Principal(
-        org_id=opened.org_id, email=opened.task["approver"], kind=PrincipalKind.APPROVER_SECRET
+        org_id=opened.org_id,
+        email=opened.task["approver"],
+        kind=PrincipalKind.APPROVER_SECRET,
+        task_id=opened.task["id"],
     )
     decision = Status.APPROVED if opened.action == "approve" else Status.REJECTED
     return await decide_task(domain, approver, opened.task["id"], decision, comment)

@@ -1,20 +1,31 @@
-"""Who is calling: API-token users of an organization, and holders of task secrets.
+"""Who is calling, and what proves it.
 
 - An API token (`pt_...`) belongs to a user (an e-mail in an organization). Only
-  its SHA-256 is stored.
-- A task secret belongs to a person in a role (approver or requester) in an
-  organization: it is `public_id (16 hex) + MAC (48 hex)`, the MAC made with
-  the signing key over the person's public id and generation. The database
-  alone does not reveal it, it cannot be guessed from the e-mail, and bumping
-  the generation (rotate) revokes it. Older signing keys still verify while
-  they are listed.
+  its SHA-256 is stored. A token sees the tasks its user created, approves or
+  requests; an admin token (`token create --admin`) the whole organization.
+- A task secret (`approverSecret`, `requesterSecret`) proves one role on one task:
+  the task's id and a MAC, made with the signing key, over the id, the role and that
+  role's person. It reads that task (the approver's also decides it) and nothing
+  else; when the task gets another approver, the old approver's secret stops
+  working. Nothing is stored; older signing keys still verify while listed.
+- A dashboard token (`pd_...`) proves a person: it is sent only to that person's
+  address (in the mail the service sends), expires, and shows their tasks as
+  approver and requester. It is never handed to whoever creates a task.
+- Person-wide secrets (Appmixer's semantics: one approver secret reads and decides
+  all of that person's tasks) exist only where `PEOPLETASKS_PERSON_SECRETS=true`:
+  anyone who may create a task naming a person then receives a secret that decides
+  that person's other tasks. Off by default (see docs/api.md).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 import secrets
+import struct
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 
 from sqlalchemy import and_, bindparam, or_, select
@@ -23,6 +34,7 @@ from peopletasks.domain.context import Domain
 from peopletasks.domain.values import normalize_email
 from peopletasks.errors import NotFound, Unauthorized, ValidationFailed
 from peopletasks.signing import sha256_hex
+from peopletasks.store import tasks as stored_tasks
 from peopletasks.store.database import Conn, prepared
 from peopletasks.store.people import insert_person_if_new
 from peopletasks.store.tables import api_tokens, organizations, people, users
@@ -30,7 +42,13 @@ from peopletasks.timeutil import utcnow
 
 DEFAULT_ORGANIZATION = "default"
 _SECRET_FORM = re.compile(r"^[0-9a-f]{64}$")
-_SECRET_PURPOSE = "person-secret"
+_PERSON_SECRET_PURPOSE = "person-secret"
+_TASK_SECRET_PURPOSE = "task-secret"
+_DASHBOARD_PURPOSE = "dashboard"
+_DASHBOARD_PREFIX = "pd_"
+#: A dashboard token: organization, expiry (Unix seconds), then the person's address.
+_DASHBOARD_LAYOUT = struct.Struct(">II")
+_DASHBOARD_MAC = 16
 
 
 class Role(StrEnum):
@@ -40,8 +58,9 @@ class Role(StrEnum):
 
 class PrincipalKind(StrEnum):
     USER = "user"  #: an API token
-    APPROVER_SECRET = "approver"  #: an approver secret: read and decide that person's tasks
-    REQUESTER_SECRET = "requester"  #: a requester secret: read that person's tasks
+    APPROVER_SECRET = "approver"  #: read and decide a task as its approver
+    REQUESTER_SECRET = "requester"  #: read a task as its requester
+    PERSON = "person"  #: a dashboard token: a person's tasks, as approver and requester
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +68,10 @@ class Principal:
     org_id: int
     email: str
     kind: PrincipalKind
+    #: A task secret's task (None: a person-wide secret, or not a secret).
+    task_id: str | None = None
+    #: An admin token: the whole organization.
+    admin: bool = False
 
     @property
     def is_user(self) -> bool:
@@ -82,9 +105,15 @@ async def ensure_organization(conn: Conn, name: str) -> int:
 
 
 async def create_api_token(
-    domain: Domain, email: str, *, organization: str = DEFAULT_ORGANIZATION, label: str = ""
+    domain: Domain,
+    email: str,
+    *,
+    organization: str = DEFAULT_ORGANIZATION,
+    label: str = "",
+    admin: bool = False,
 ) -> str:
-    """Create (if needed) the user `email` in `organization` and a new API token for it."""
+    """Create (if needed) the user `email` in `organization` and a new API token for it;
+    `admin`: the token sees and manages every task of the organization."""
     try:
         email = normalize_email(email)
     except ValueError as exc:
@@ -105,7 +134,11 @@ async def create_api_token(
             ).scalar_one()
         await conn.execute(
             api_tokens.insert().values(
-                user_id=user_id, token_hash=sha256_hex(token), label=label, created_at=utcnow()
+                user_id=user_id,
+                token_hash=sha256_hex(token),
+                label=label,
+                admin=admin,
+                created_at=utcnow(),
             )
         )
     return token
@@ -132,24 +165,118 @@ async def authenticate_token(domain: Domain, token: str) -> Principal:
     async with domain.db.read() as conn:
         row = (
             await conn.execute(
-                select(users.c.org_id, users.c.email)
+                select(users.c.org_id, users.c.email, api_tokens.c.admin)
                 .join(api_tokens, api_tokens.c.user_id == users.c.id)
                 .where(api_tokens.c.token_hash == digest, api_tokens.c.revoked_at.is_(None))
             )
         ).first()
     if row is None:
         raise Unauthorized("unknown or revoked API token")
-    principal = Principal(org_id=row.org_id, email=row.email, kind=PrincipalKind.USER)
+    principal = Principal(
+        org_id=row.org_id, email=row.email, kind=PrincipalKind.USER, admin=bool(row.admin)
+    )
     domain.token_cache.put(digest, principal)
     return principal
 
 
-# -- task secrets -------------------------------------------------------------
+# -- task secrets ----------------------------------------------------------------
+
+
+def task_secret(domain: Domain, task_id: str, role: Role, email: str) -> str:
+    """The secret of `email` in `role` on task `task_id` (64 hex: the id, then a MAC)."""
+    message = f"{task_id}:{role.value}:{email}".encode()
+    return task_id + domain.signer.sign(_TASK_SECRET_PURPOSE, message)[:20].hex()
+
+
+async def task_secrets(
+    domain: Domain, conn: Conn, org_id: int, task_id: str, approver: str, requester: str
+) -> tuple[str, str]:
+    """A task's approver and requester secrets: its own, or, with person-wide secrets
+    on, the people's (created when new)."""
+    if domain.person_secrets:
+        return await _person_secrets(domain, conn, org_id, approver, requester)
+    return (
+        task_secret(domain, task_id, Role.APPROVER, approver),
+        task_secret(domain, task_id, Role.REQUESTER, requester),
+    )
+
+
+async def authenticate_secret(domain: Domain, secret: str) -> Principal:
+    """The holder of a task secret (or of a dashboard token, or, where they are on, of a
+    person-wide secret). A verified secret is remembered as long as API tokens are
+    (`auth_cache_seconds`): what it may do is judged on every request against the task
+    as it stands (`rules`), so a secret whose person is no longer the task's is refused
+    at once."""
+    secret = secret.strip()
+    if secret.startswith(_DASHBOARD_PREFIX):
+        return authenticate_dashboard_token(domain, secret)
+    secret = secret.lower()
+    known = domain.secret_holders.get(secret)
+    if isinstance(known, Principal):
+        return known
+    if not _SECRET_FORM.match(secret):
+        raise Unauthorized("unknown or revoked secret")
+    principal = await _task_secret_holder(domain, secret)
+    if principal is None and domain.person_secrets:
+        principal = await _person_secret_holder(domain, secret)
+    if principal is None:
+        raise Unauthorized("unknown or revoked secret")
+    domain.secret_holders.put(secret, principal)
+    return principal
+
+
+async def _task_secret_holder(domain: Domain, secret: str) -> Principal | None:
+    task_id, mac = secret[:24], bytes.fromhex(secret[24:])
+    async with domain.db.read() as conn:
+        row = await stored_tasks.task_by_id(conn, task_id, None)
+    if row is None:
+        return None
+    for role, kind, email in (
+        (Role.APPROVER, PrincipalKind.APPROVER_SECRET, row.approver),
+        (Role.REQUESTER, PrincipalKind.REQUESTER_SECRET, row.requester),
+    ):
+        message = f"{task_id}:{role.value}:{email}".encode()
+        if domain.signer.verify(_TASK_SECRET_PURPOSE, message, mac):
+            return Principal(org_id=row.org_id, email=email, kind=kind, task_id=task_id)
+    return None
+
+
+# -- dashboard tokens --------------------------------------------------------------
+
+
+def dashboard_token(domain: Domain, org_id: int, email: str, expires_at: datetime) -> str:
+    """A token proving `email` (of organization `org_id`) until `expires_at`: for a link
+    sent to that address only."""
+    payload = _DASHBOARD_LAYOUT.pack(org_id, int(expires_at.timestamp())) + email.encode()
+    mac = domain.signer.sign(_DASHBOARD_PURPOSE, payload)[:_DASHBOARD_MAC]
+    return _DASHBOARD_PREFIX + base64.urlsafe_b64encode(mac + payload).decode().rstrip("=")
+
+
+def authenticate_dashboard_token(domain: Domain, token: str) -> Principal:
+    refused = Unauthorized("unknown or expired dashboard link")
+    encoded = token[len(_DASHBOARD_PREFIX) :]
+    try:
+        raw = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+    except (binascii.Error, ValueError):
+        raise refused from None
+    mac, payload = raw[:_DASHBOARD_MAC], raw[_DASHBOARD_MAC:]
+    if len(payload) <= _DASHBOARD_LAYOUT.size or not domain.signer.verify(
+        _DASHBOARD_PURPOSE, payload, mac
+    ):
+        raise refused
+    org_id, expires = _DASHBOARD_LAYOUT.unpack(payload[: _DASHBOARD_LAYOUT.size])
+    if datetime.fromtimestamp(expires, UTC) <= utcnow():
+        raise refused
+    email = payload[_DASHBOARD_LAYOUT.size :].decode("utf-8", "replace")
+    return Principal(org_id=org_id, email=email, kind=PrincipalKind.PERSON)
+
+
+# -- person-wide secrets (Appmixer's semantics; off unless PEOPLETASKS_PERSON_SECRETS) ------
 
 
 def _secret_for(domain: Domain, person: _Person) -> str:
     message = f"{person.public_id}:{person.generation}".encode()
-    return person.public_id + domain.signer.sign(_SECRET_PURPOSE, message)[:24].hex()
+    return person.public_id + domain.signer.sign(_PERSON_SECRET_PURPOSE, message)[:24].hex()
 
 
 async def ensure_people(
@@ -219,10 +346,10 @@ async def _load_people(
     return out
 
 
-async def issue_secrets(
+async def _person_secrets(
     domain: Domain, conn: Conn, org_id: int, approver: str, requester: str
 ) -> tuple[str, str]:
-    """The current approver and requester secrets of a task's two people.
+    """The current person-wide secrets of a task's approver and requester.
 
     Remembered as long as verified secrets are (`auth_cache_seconds`): a rotation on
     another replica reaches this one's new tasks within that time, as it reaches
@@ -246,7 +373,14 @@ async def issue_secrets(
 async def rotate_secret(
     domain: Domain, email: str, role: Role, *, organization: str = DEFAULT_ORGANIZATION
 ) -> str:
-    """Revoke a person's secret and return the new one (every old one stops working)."""
+    """Revoke a person's person-wide secret and return the new one (every old one stops
+    working). Task secrets are bound to their task and its people: nothing to rotate."""
+    if not domain.person_secrets:
+        raise ValidationFailed(
+            "person-wide secrets are off (PEOPLETASKS_PERSON_SECRETS): each task secret is "
+            "bound to its task and its approver or requester, so there is none to rotate",
+            code="person_secrets_off",
+        )
     email = normalize_email(email)
     async with domain.db.write() as conn:
         org_id = await ensure_organization(conn, organization)
@@ -266,24 +400,13 @@ async def rotate_secret(
     return _secret_for(domain, rotated)
 
 
-async def authenticate_secret(domain: Domain, secret: str) -> Principal:
-    """The holder of a task secret. A verified secret is remembered as long as API
-    tokens are (`auth_cache_seconds`): a rotation on another replica reaches this one
-    within that time; on this one, at once."""
-    secret = secret.strip().lower()
-    known = domain.secret_holders.get(secret)
-    if isinstance(known, Principal):
-        return known
-    if not _SECRET_FORM.match(secret):
-        raise Unauthorized("unknown or revoked secret")
+async def _person_secret_holder(domain: Domain, secret: str) -> Principal | None:
     public_id, mac = secret[:16], bytes.fromhex(secret[16:])
     async with domain.db.read() as conn:
         row = (await conn.execute(_PERSON_BY_PUBLIC_ID, {"public_id": public_id})).first()
     if row is None:
-        raise Unauthorized("unknown or revoked secret")
+        return None
     message = f"{row.public_id}:{row.generation}".encode()
-    if not domain.signer.verify(_SECRET_PURPOSE, message, mac):
-        raise Unauthorized("unknown or revoked secret")
-    principal = Principal(org_id=row.org_id, email=row.email, kind=PrincipalKind(row.role))
-    domain.secret_holders.put(secret, principal)
-    return principal
+    if not domain.signer.verify(_PERSON_SECRET_PURPOSE, message, mac):
+        return None
+    return Principal(org_id=row.org_id, email=row.email, kind=PrincipalKind(row.role))

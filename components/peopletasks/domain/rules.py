@@ -36,19 +36,48 @@ def standing(task: Any, now: datetime) -> Standing:
 
 
 def may_read(principal: Principal, task: Any) -> bool:
-    """A token of the task's organization, or the task's approver or requester secret."""
+    """A token of its creator, approver, requester or an admin of the organization; the
+    task's own approver or requester secret; a dashboard token of its approver or
+    requester; (where on) a person-wide secret of its approver or requester."""
     if task.org_id != principal.org_id:
         return False
-    if principal.kind is PrincipalKind.APPROVER_SECRET:
-        return bool(task.approver == principal.email)
-    if principal.kind is PrincipalKind.REQUESTER_SECRET:
-        return bool(task.requester == principal.email)
-    return True
+    match principal.kind:
+        case PrincipalKind.USER:
+            return principal.admin or principal.email in (
+                task.created_by,
+                task.approver,
+                task.requester,
+            )
+        case PrincipalKind.APPROVER_SECRET:
+            return principal.task_id in (None, task.id) and task.approver == principal.email
+        case PrincipalKind.REQUESTER_SECRET:
+            return principal.task_id in (None, task.id) and task.requester == principal.email
+        case PrincipalKind.PERSON:
+            return principal.email in (task.approver, task.requester)
+    return False
+
+
+def check_editor(principal: Principal, task: Any) -> None:
+    """Only the task's creator, or an admin token, edits it; raises Forbidden."""
+    if not principal.is_user:
+        raise Forbidden("editing a task needs an API token; a task secret may not do it")
+    if not principal.admin and task.created_by != principal.email:
+        raise Forbidden("only the task's creator (or an admin token) may edit it")
 
 
 def check_decider(principal: Principal, task: Any) -> None:
-    """Only the task's approver decides (by secret or token); raises Forbidden."""
+    """Only the task's approver decides (by secret, token or dashboard); raises Forbidden."""
     if principal.kind is PrincipalKind.REQUESTER_SECRET:
         raise Forbidden("a requester secret may read a task, not decide it")
     if task.approver != principal.email:
         raise Forbidden(f"only the approver ({task.approver}) may decide this task")
+
+
+def terms_are_final(task: Any) -> bool:
+    """Once a task is no longer pending, what the approver decided on stays as it was."""
+    return bool(task.status != Status.PENDING)
+
+
+def may_manage_webhook(principal: Principal, created_by: str | None) -> bool:
+    """A webhook is its registrant's (and an admin token's) to read, delete and re-send."""
+    return principal.is_user and (principal.admin or created_by == principal.email)

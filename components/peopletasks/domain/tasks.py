@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from typing import Any
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, cast
 
 from sqlalchemy import ColumnElement, Row, and_, func, or_, select, union
 from sqlalchemy.exc import IntegrityError
@@ -19,21 +21,22 @@ from peopletasks.domain.fields import BY_NAME, columns_for
 from peopletasks.domain.inputs import TaskCreate, TaskEdit
 from peopletasks.domain.links import links_for
 from peopletasks.domain.lookup import load_task
-from peopletasks.domain.principals import Principal, PrincipalKind, issue_secrets
+from peopletasks.domain.principals import Principal, PrincipalKind, task_secrets
+from peopletasks.domain.rules import check_editor, terms_are_final
 from peopletasks.domain.selection import (
     parse_filters,
     parse_projection,
     parse_sort,
     title_pattern,
 )
-from peopletasks.domain.status import Status
+from peopletasks.domain.status import DECISIONS, Status
 from peopletasks.domain.views import history_view, note_view, status_entry, task_view
 from peopletasks.domain.waiting import wait_event
 from peopletasks.errors import Conflict, Forbidden, ValidationFailed
 from peopletasks.store import tasks as stored
 from peopletasks.store.database import Conn
 from peopletasks.store.tables import tasks
-from peopletasks.timeutil import utcnow
+from peopletasks.timeutil import format_datetime, utcnow
 
 MAX_LIMIT = 1000
 MAX_NOTES = 1000
@@ -49,33 +52,30 @@ def new_public_id() -> str:
 # -- reading ------------------------------------------------------------------
 
 
-def _listed(principal: Principal, role: str | None) -> ColumnElement[bool]:
-    """The tasks a principal's list covers: theirs, optionally in one role."""
-    in_org = tasks.c.org_id == principal.org_id
-    if not principal.is_user:
+_ROLE_COLUMNS = {"approver": tasks.c.approver, "requester": tasks.c.requester}
+
+
+def _theirs(principal: Principal, role: str | None) -> list[ColumnElement[bool]]:
+    """A list's tasks, as conditions any one of which makes a task the caller's (none:
+    the whole organization), optionally in one role."""
+    if principal.kind in (PrincipalKind.APPROVER_SECRET, PrincipalKind.REQUESTER_SECRET):
         if role is not None and role != principal.kind.value:
             raise Forbidden(
                 f"role: this is a {principal.kind.value} secret; it lists tasks in the "
                 f"{principal.kind.value} role only"
             )
-        column = (
-            tasks.c.approver
-            if principal.kind is PrincipalKind.APPROVER_SECRET
-            else (tasks.c.requester)
-        )
-        return and_(in_org, column == principal.email)
-    if role == "approver":
-        return and_(in_org, tasks.c.approver == principal.email)
-    if role == "requester":
-        return and_(in_org, tasks.c.requester == principal.email)
-    return and_(
-        in_org,
-        or_(
-            tasks.c.approver == principal.email,
-            tasks.c.requester == principal.email,
-            tasks.c.created_by == principal.email,
-        ),
-    )
+        mine = _ROLE_COLUMNS[principal.kind.value] == principal.email
+        if principal.task_id is not None:  # a task's own secret: that task
+            return [and_(tasks.c.id == principal.task_id, mine)]
+        return [mine]
+    if role is not None:
+        return [_ROLE_COLUMNS[role] == principal.email]
+    if principal.kind is PrincipalKind.PERSON:
+        return [column == principal.email for column in _ROLE_COLUMNS.values()]
+    if principal.admin:
+        return []
+    columns = (tasks.c.approver, tasks.c.requester, tasks.c.created_by)
+    return [column == principal.email for column in columns]
 
 
 async def get_task(domain: Domain, principal: Principal, task_id: str) -> dict[str, Any]:
@@ -152,12 +152,6 @@ def _selection_rest(filters: list[str], pattern: str | None) -> list[ColumnEleme
     return where
 
 
-def _selection(
-    principal: Principal, role: str | None, filters: list[str], pattern: str | None
-) -> list[ColumnElement[bool]]:
-    return [_listed(principal, role), *_selection_rest(filters, pattern)]
-
-
 async def list_tasks(
     domain: Domain,
     principal: Principal,
@@ -172,22 +166,24 @@ async def list_tasks(
 ) -> list[dict[str, Any]]:
     order = parse_sort(sort)
     fields = parse_projection(projection)
-    if principal.is_user and role is None:
-        # "My tasks" is three lists (approver, requester, creator): take the first
+    in_org = tasks.c.org_id == principal.org_id
+    rest = _selection_rest(filters or [], pattern)
+    theirs = _theirs(principal, role)
+    if len(theirs) > 1:
+        # "My tasks" is several lists (approver, requester, creator): take the first
         # offset+limit of each by index, then merge (an OR would scan the organization).
-        rest = _selection_rest(filters or [], pattern)
         branches = [
             select(tasks.c.seq)
-            .where(tasks.c.org_id == principal.org_id, column == principal.email, *rest)
+            .where(in_org, condition, *rest)
             .order_by(*order)
             .limit(offset + limit)
             .subquery()
-            for column in (tasks.c.approver, tasks.c.requester, tasks.c.created_by)
+            for condition in theirs
         ]
         merged = union(*(select(branch.c.seq) for branch in branches)).subquery()
         query = select(tasks).where(tasks.c.seq.in_(select(merged.c.seq)))
     else:
-        query = select(tasks).where(*_selection(principal, role, filters or [], pattern))
+        query = select(tasks).where(in_org, *theirs, *rest)
     query = query.order_by(*order).limit(limit).offset(offset)
     async with domain.db.read() as conn:
         rows = (await conn.execute(query)).all()
@@ -202,7 +198,10 @@ async def count_tasks(
     filters: list[str] | None = None,
     pattern: str | None = None,
 ) -> int:
-    where = _selection(principal, role, filters or [], pattern)
+    theirs = _theirs(principal, role)
+    where = [tasks.c.org_id == principal.org_id, *_selection_rest(filters or [], pattern)]
+    if theirs:
+        where.append(or_(*theirs))
     async with domain.db.read() as conn:
         return int(await conn.scalar(select(func.count()).select_from(tasks).where(*where)) or 0)
 
@@ -270,8 +269,8 @@ async def create_task(domain: Domain, principal: Principal, data: TaskCreate) ->
     try:
         async with domain.db.write() as conn:
             await _check_parent(conn, principal.org_id, given["parentId"], None)
-            approver_secret, requester_secret = await issue_secrets(
-                domain, conn, principal.org_id, given["approver"], given["requester"]
+            approver_secret, requester_secret = await task_secrets(
+                domain, conn, principal.org_id, values["id"], given["approver"], given["requester"]
             )
             row = await stored.insert_task(conn, values)
             if values["assignees"]:
@@ -306,17 +305,44 @@ async def _by_request_key(
         row = await stored.task_by_request_key(conn, principal.org_id, request_key)
         if row is None:
             return None
-        approver_secret, requester_secret = await issue_secrets(
-            domain, conn, row.org_id, row.approver, row.requester
+        approver_secret, requester_secret = await task_secrets(
+            domain, conn, row.org_id, row.id, row.approver, row.requester
         )
     return _with_secrets(domain, row, approver_secret, requester_secret, created=False)
+
+
+def _changes(row: Row[Any], given: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Of the given fields, those whose value differs from the task's: name -> columns."""
+    now = row._mapping
+    changed = {}
+    for name, value in given.items():
+        columns = BY_NAME[name].columns(value)
+        if any(now[column] != v for column, v in columns.items()):
+            changed[name] = columns
+    return changed
+
+
+def _change_entry(
+    row: Row[Any], changed: dict[str, dict[str, Any]], by: str, now: datetime
+) -> dict[str, Any]:
+    """The change-log entry of an edit: each changed field as shown, from and to."""
+    before = cast(Mapping[str, Any], row._mapping)
+    after = {**before, **{c: v for columns in changed.values() for c, v in columns.items()}}
+    return {
+        "changedAt": format_datetime(now),
+        "changedBy": by,
+        "changes": {
+            name: {"from": BY_NAME[name].shown(before), "to": BY_NAME[name].shown(after)}
+            for name in changed
+        },
+    }
 
 
 async def edit_task(
     domain: Domain, principal: Principal, task_id: str, data: TaskEdit
 ) -> dict[str, Any]:
-    """Change a task's fields; a status change here is a decision, with its rules."""
-    _require_user(principal, "editing a task")
+    """Change a task's fields (its creator or an admin; a decided task's terms are
+    final) and record the change; a status set here is a decision, with its rules."""
     given = data.given()
     for name, value in given.items():
         if value is None and name in BY_NAME and not BY_NAME[name].clearable:
@@ -325,33 +351,40 @@ async def edit_task(
     comment = given.pop("comment", None)
     if comment is not None and status is None:
         raise ValidationFailed.field("comment", "goes with a decision: set status too")
-    changes = columns_for(given)
+    if status is Status.DUE:
+        raise ValidationFailed.field("status", "a task becomes due by its deadline only")
+    if not principal.is_user:
+        raise Forbidden("editing a task needs an API token; a task secret may not do it")
     now = utcnow()
     async with domain.db.write() as conn:
         row = await load_task(conn, principal, task_id, for_update=True)
-        if "parentId" in given:
-            await _check_parent(conn, row.org_id, given["parentId"], row.id)
-        if "approver" in given or "requester" in given:
-            await issue_secrets(
-                domain,
-                conn,
-                row.org_id,
-                given.get("approver", row.approver),
-                given.get("requester", row.requester),
+        if given:
+            check_editor(principal, row)
+        changed = _changes(row, given)
+        terms = [name for name in changed if BY_NAME[name].term]
+        if terms and terms_are_final(row):
+            raise Conflict(
+                f"the task is {row.status}: its terms ({', '.join(terms)}) are final",
+                task=task_view(row),
+                code="terms_final",
             )
-        if status is not None and status != row.status:
-            if status is Status.PENDING:
-                raise Conflict(
-                    f"a {row.status} task cannot go back to pending",
-                    task=task_view(row),
-                    code="already_decided",
-                )
-            if status is Status.DUE:
-                raise ValidationFailed.field("status", "a task becomes due by its deadline only")
-            row = await decide_row(domain, conn, principal, row, status, comment, changes)
-        elif changes:
-            row = await stored.update_task(conn, row.seq, {**changes, "updated_at": now})
-        if "assignees" in changes:
-            await stored.set_assignees(conn, row.seq, changes["assignees"])
-    domain.deadlines.note(changes.get("decision_by"))
+        if "parentId" in changed:
+            await _check_parent(conn, row.org_id, given["parentId"], row.id)
+        columns = {c: v for fields in changed.values() for c, v in fields.items()}
+        if changed:
+            entry = _change_entry(row, changed, principal.email, now)
+            columns["change_log"] = [*(row.change_log or ()), entry]
+        if status is Status.PENDING and row.status != Status.PENDING:
+            raise Conflict(
+                f"a {row.status} task cannot go back to pending",
+                task=task_view(row),
+                code="already_decided",
+            )
+        if status in DECISIONS:
+            row = await decide_row(domain, conn, principal, row, status, comment, columns)
+        elif columns:
+            row = await stored.update_task(conn, row.seq, {**columns, "updated_at": now})
+        if "assignees" in columns:
+            await stored.set_assignees(conn, row.seq, columns["assignees"])
+    domain.deadlines.note(columns.get("decision_by"))
     return task_view(row)

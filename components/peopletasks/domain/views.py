@@ -40,11 +40,13 @@ def note_view(row: Row[Any]) -> dict[str, Any]:
 
 
 def history_view(row: Row[Any]) -> list[dict[str, Any]]:
-    """A task's status changes as `GET /tasks/{id}/history` shows them (the row's
-    `statusHistory`, each entry with its comment: the decision's, else none)."""
+    """Everything that happened to a task, oldest first, as `GET /tasks/{id}/history`
+    shows it: each status change (`event` created, approved, rejected or due; a
+    decision with its comment) and each edit (`event` edited, with its `changes`)."""
     comment = row.comment
-    return [
+    entries = [
         {
+            "event": "created" if entry["from"] is None else entry["to"],
             "from": entry["from"],
             "to": entry["to"],
             "changedBy": entry["changedBy"],
@@ -53,6 +55,20 @@ def history_view(row: Row[Any]) -> list[dict[str, Any]]:
         }
         for entry in row.status_history or ()
     ]
+    entries += [
+        {
+            "event": "edited",
+            "from": None,
+            "to": None,
+            "changedBy": entry["changedBy"],
+            "changedAt": entry["changedAt"],
+            "comment": None,
+            "changes": entry["changes"],
+        }
+        for entry in row.change_log or ()
+    ]
+    # Stable: a status change and an edit of the same millisecond keep this order.
+    return sorted(entries, key=lambda entry: str(entry["changedAt"]))
 
 
 def webhook_view(row: Row[Any], task_id: str, task_status: str) -> dict[str, Any]:

@@ -12,9 +12,11 @@ from sqlalchemy import select
 from peopletasks.domain.context import Domain
 from peopletasks.domain.inputs import WebhookCreate
 from peopletasks.domain.principals import Principal
+from peopletasks.domain.rules import may_manage_webhook, may_read
 from peopletasks.domain.views import webhook_view
 from peopletasks.errors import Forbidden, NotFound, ValidationFailed
 from peopletasks.signing import derived_secret
+from peopletasks.store import tasks as stored_tasks
 from peopletasks.store.tables import tasks, webhooks
 from peopletasks.timeutil import utcnow
 
@@ -59,14 +61,8 @@ async def register_webhook(
     public_id = secrets.token_hex(12)
     key_id = domain.signer.key_id(0)
     async with domain.db.write() as conn:
-        task = (
-            await conn.execute(
-                select(tasks.c.seq, tasks.c.status).where(
-                    tasks.c.id == data.taskId, tasks.c.org_id == principal.org_id
-                )
-            )
-        ).first()
-        if task is None:
+        task = await stored_tasks.task_by_id(conn, data.taskId, principal.org_id)
+        if task is None or not may_read(principal, task):
             raise ValidationFailed.field("taskId", f"no task {data.taskId!r}")
         row = (
             await conn.execute(
@@ -108,7 +104,7 @@ async def get_webhook(domain: Domain, principal: Principal, webhook_id: str) -> 
         raise Forbidden("reading a webhook needs an API token")
     async with domain.db.read() as conn:
         row = (await conn.execute(_webhook_query(principal, webhook_id))).first()
-    if row is None:
+    if row is None or not may_manage_webhook(principal, row.created_by):
         raise NotFound(f"no webhook {webhook_id!r}")
     return webhook_view(row, row.task_id, row.task_status)
 
@@ -118,10 +114,17 @@ async def delete_webhook(domain: Domain, principal: Principal, webhook_id: str) 
     if not principal.is_user:
         raise Forbidden("deleting a webhook needs an API token")
     async with domain.db.write() as conn:
-        result = await conn.execute(
-            webhooks.delete().where(
+        created_by = await conn.scalar(
+            select(webhooks.c.created_by).where(
                 webhooks.c.public_id == webhook_id, webhooks.c.org_id == principal.org_id
             )
         )
-    if result.rowcount == 0:
+        result = None
+        if may_manage_webhook(principal, created_by):
+            result = await conn.execute(
+                webhooks.delete().where(
+                    webhooks.c.public_id == webhook_id, webhooks.c.org_id == principal.org_id
+                )
+            )
+    if result is None or result.rowcount == 0:
         raise NotFound(f"no webhook {webhook_id!r}")

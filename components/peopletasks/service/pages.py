@@ -165,5 +165,9 @@ async def done(request: Request, token: str) -> Response:
     opened = await _open(request, token)
     if isinstance(opened, HTMLResponse):
         return opened
+    if opened.task["status"] not in DECISIONS:  # nothing is recorded yet: back to the form
+        return RedirectResponse(
+            f"/people-task/act/{token}", status_code=303, headers=SECURITY_HEADERS
+        )
     late = request.query_params.get("late") == "1"
     return _page(request, "pages/done.html", task=opened.task, fresh=not late, late=late)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import json
 import re
 from collections.abc import (
     Awaitable,
@@ -93,12 +94,31 @@ async def request_body(request: Request) -> Any:
     if body:
         value = body
         if is_json(content_type and content_type.decode("latin-1")):
-            try:
-                value = orjson.loads(body)
-            except orjson.JSONDecodeError as exc:
-                raise InvalidRequest(f"the body is not valid JSON: {exc}") from None
+            value = json_loads(body)
     scope[_JSON_BODY] = value
     return value
+
+
+#: A run of digits that may be a whole number beyond 64 bits (2**63 has 19 digits).
+_LONG_NUMBER = re.compile(rb"[0-9]{19}")
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def json_loads(body: bytes) -> Any:
+    """A JSON body, as the standard library reads it: orjson, except where the body may
+    hold a whole number beyond 64 bits (orjson reads those as floats, silently rounded;
+    the validators must see the number sent)."""
+    try:
+        if not _LONG_NUMBER.search(body):
+            return orjson.loads(body)
+        return json.loads(body.decode("utf-8"), parse_constant=_no_constant)
+    except (orjson.JSONDecodeError, ValueError) as exc:
+        raise InvalidRequest(f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidRequest("the body is not valid JSON: nested too deep") from None
 
 
 @dataclass(frozen=True, slots=True)

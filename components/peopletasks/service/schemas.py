@@ -75,12 +75,23 @@ class TaskCount(BaseModel):
     count: int
 
 
+class FieldChange(BaseModel):
+    from_: Any = Field(alias="from")
+    to: Any
+
+
 class HistoryEntry(BaseModel):
-    from_: StatusName | None = Field(alias="from")
-    to: StatusName
-    changedBy: str | None
+    event: Literal["created", "approved", "rejected", "due", "edited"]
+    from_: StatusName | None = Field(
+        alias="from", description="The status before (null on creation and edits)."
+    )
+    to: StatusName | None = Field(description="The status after (null on edits).")
+    changedBy: str | None = Field(description="Who; null when the deadline did it.")
     changedAt: str
-    comment: str | None
+    comment: str | None = Field(description="A decision's comment.")
+    changes: dict[str, FieldChange] | None = Field(
+        None, description="An edit's fields, each as shown before and after."
+    )
 
 
 class PrefectTarget(BaseModel):

@@ -25,6 +25,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 
@@ -69,6 +70,8 @@ api_tokens = Table(
     # SHA-256 of the token: the token itself is never stored.
     Column("token_hash", String(64), nullable=False, unique=True),
     Column("label", String(200), nullable=False, server_default=""),
+    # Sees and manages every task of the organization (else: its user's own).
+    Column("admin", Boolean, nullable=False, server_default=false()),
     Column("created_at", UTCDateTime, nullable=False),
     Column("revoked_at", UTCDateTime),
 )
@@ -128,6 +131,9 @@ tasks = Table(
     # [{"from", "to", "changedAt", "changedBy"}]: every status change, oldest first
     # (appended by the UPDATE that changes the status).
     Column("status_history", JSON),
+    # [{"changedAt", "changedBy", "changes": {field: {"from", "to"}}}]: every edit of the
+    # task's fields, oldest first.
+    Column("change_log", JSON),
     Column("notes_count", Integer, nullable=False, server_default="0"),
     Column("created_by", EMAIL),
     Column("created_at", UTCDateTime, nullable=False),

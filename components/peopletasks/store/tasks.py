@@ -38,7 +38,7 @@ _BY_ID_LOCKED = prepared(
     .where(tasks.c.id == bindparam("b_id"), tasks.c.org_id == bindparam("b_org"))
     .with_for_update()
 )
-_BY_ID_ANY_ORG = select(tasks).where(tasks.c.id == bindparam("b_id"))
+_BY_ID_ANY_ORG = prepared(select(tasks).where(tasks.c.id == bindparam("b_id")))
 _INSERT = prepared(tasks.insert().returning(tasks), row_from_values=True)
 # The columns to set are the parameters given (besides `b_seq`).
 _UPDATE = prepared(
