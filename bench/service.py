@@ -146,10 +146,11 @@ def tail(path: Path, lines: int = 30) -> str:
 
 @dataclass
 class Person:
-    """An approver whose lists the bench reads: with their secret, or as an API-token user."""
+    """An approver whose lists the bench reads: with their dashboard token (the tasks they
+    approve or request), or as an API-token user."""
 
     email: str
-    secret: str
+    dashboard: str
     token: str
     tasks: int
     pending: int
@@ -167,7 +168,6 @@ class Store:
     task_ids: list[str] = field(default_factory=list)  #: a sample, for GET task
     busiest: Person | None = None  #: the approver with the most tasks
     median: Person | None = None  #: the approver with the median number of tasks
-    pool_secret: str = ""
     fill_seconds: float = 0.0
 
 
@@ -280,11 +280,9 @@ async def fill(store: Store, count: int, seed: int) -> None:
     from sqlalchemy import case, func, select
 
     from peopletasks.domain.principals import (
-        Role,
         authenticate_token,
         create_api_token,
-        ensure_people,
-        issue_secrets,
+        dashboard_token,
     )
     from peopletasks.service.app import build_domain
     from peopletasks.settings import Settings
@@ -300,14 +298,6 @@ async def fill(store: Store, count: int, seed: int) -> None:
     try:
         store.token = await create_api_token(domain, BENCH_USER, organization="default")
         store.org_id = (await authenticate_token(domain, store.token)).org_id
-        async with domain.db.write() as conn:
-            await ensure_people(
-                conn,
-                store.org_id,
-                [(a, Role.APPROVER) for a in approvers]
-                + [(r, Role.REQUESTER) for r in requesters]
-                + [(POOL_APPROVER, Role.APPROVER)],
-            )
     finally:
         await domain.db.dispose()
     rows = task_rows(
@@ -333,16 +323,16 @@ async def fill(store: Store, count: int, seed: int) -> None:
                     .order_by(func.count().desc(), tasks.c.approver)
                 )
             ).all()
-            chosen = []
-            for email, total, waiting in (ranked[0], ranked[len(ranked) // 2]):
-                secret, _ = await issue_secrets(domain, conn, store.org_id, email, requesters[0])
-                chosen.append((email, secret, int(total), int(waiting)))
-            store.pool_secret, _ = await issue_secrets(
-                domain, conn, store.org_id, POOL_APPROVER, requesters[0]
-            )
+        until = datetime.now(UTC) + timedelta(days=1)
         people = [
-            Person(email, secret, await create_api_token(domain, email), total, waiting)
-            for email, secret, total, waiting in chosen
+            Person(
+                email,
+                dashboard_token(domain, store.org_id, email, until),
+                await create_api_token(domain, email),
+                int(total),
+                int(waiting),
+            )
+            for email, total, waiting in (ranked[0], ranked[len(ranked) // 2])
         ]
         store.busiest, store.median = people
     finally:
@@ -350,7 +340,12 @@ async def fill(store: Store, count: int, seed: int) -> None:
 
 
 async def add_pool(store: Store, count: int, seed: int) -> list[str]:
-    """`count` pending tasks for POOL_APPROVER (deadline in a month): ids, in creation order."""
+    """`count` pending tasks for POOL_APPROVER (deadline in a month): each as "id secret"
+    (its approver secret), in creation order."""
+    from peopletasks.domain.principals import Role, task_secret
+    from peopletasks.service.app import build_domain
+    from peopletasks.settings import Settings
+
     rows = task_rows(
         random.Random(seed),
         count,
@@ -363,7 +358,14 @@ async def add_pool(store: Store, count: int, seed: int) -> list[str]:
     for row in rows:
         row["decision_by"] = _ms(datetime.now(UTC) + timedelta(days=30))
     await insert_tasks(store, rows)
-    return [row["id"] for row in rows]
+    domain = build_domain(Settings(database_url=store.url, secret_key=[store.key]))
+    try:
+        return [
+            f"{row['id']} {task_secret(domain, row['id'], Role.APPROVER, POOL_APPROVER)}"
+            for row in rows
+        ]
+    finally:
+        await domain.db.dispose()
 
 
 # -- wrk -----------------------------------------------------------------------
@@ -733,13 +735,13 @@ def bench(args: argparse.Namespace, workdir: Path, procs: Processes) -> None:
     loads = [
         Load("bare GET", bare_url),
         Load("GET task", tasks_url, "get_task.lua", (str(ids_file),), bearer(store.token)),
-        Load("list (secret, busiest)", f"{tasks_url}?secret={busiest.secret}&{LIST_QUERY}"),
-        Load("list (secret, median)", f"{tasks_url}?secret={median.secret}&{LIST_QUERY}"),
+        Load("list (dashboard, busiest)", f"{tasks_url}?secret={busiest.dashboard}&{LIST_QUERY}"),
+        Load("list (dashboard, median)", f"{tasks_url}?secret={median.dashboard}&{LIST_QUERY}"),
         Load("list (token, creator)", f"{tasks_url}?{LIST_QUERY}", headers=bearer(store.token)),
         Load("list (token, median)", f"{tasks_url}?{LIST_QUERY}", headers=bearer(median.token)),
         Load(
-            "list (secret, busiest), 1 client",
-            f"{tasks_url}?secret={busiest.secret}&{LIST_QUERY}",
+            "list (dashboard, busiest), 1 client",
+            f"{tasks_url}?secret={busiest.dashboard}&{LIST_QUERY}",
             connections=1,
         ),
         Load(
@@ -749,8 +751,8 @@ def bench(args: argparse.Namespace, workdir: Path, procs: Processes) -> None:
             connections=1,
         ),
         Load(
-            "count (secret, busiest)",
-            f"{base}/people-task/tasks-count?secret={busiest.secret}&{COUNT_QUERY}",
+            "count (dashboard, busiest)",
+            f"{base}/people-task/tasks-count?secret={busiest.dashboard}&{COUNT_QUERY}",
         ),
         Load("bare GET (before create)", bare_url),
         Load(
@@ -771,7 +773,7 @@ def bench(args: argparse.Namespace, workdir: Path, procs: Processes) -> None:
         f"approvers (skewed), {REQUESTERS} requesters, "
         + ", ".join(f"{share:.0%} {name}" for name, share in STATUS_MIX)
         + f", deadlines over a year\nbusiest approver {busiest.describe()}\n"
-        f"median approver {median.describe()} (its secret, and an API token of its own)",
+        f"median approver {median.describe()} (its dashboard token, and an API token of its own)",
         flush=True,
     )
     results = [measure(procs, load, args) for load in loads]
@@ -790,8 +792,8 @@ def bench(args: argparse.Namespace, workdir: Path, procs: Processes) -> None:
         "approve",
         tasks_url,
         "approve.lua",
-        (str(pool_files[1]), store.pool_secret),
-        warmup_args=(str(pool_files[0]), store.pool_secret),
+        (str(pool_files[1]),),
+        warmup_args=(str(pool_files[0]),),
         server_pid=service.pid,
     )
     before = Load("bare GET (before approve)", bare_url, server_pid=bare.pid)
