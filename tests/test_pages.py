@@ -201,7 +201,7 @@ async def test_expired_links_and_passed_deadlines(api: Api, domain: Domain) -> N
         domain.signer,
         task_id=task["id"],
         approver=task["approver"],
-        action="approve",
+        choice=0,  # approve
         expires_at=datetime.now(UTC) - timedelta(seconds=1),
     )
     page = await api.http.get(f"/people-task/act/{expired}")

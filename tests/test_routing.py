@@ -29,8 +29,24 @@ from tests.conftest import TEST_KEY, settings_for
 from tests.support.asgi import call, http_scope
 from tests.support.server import ServiceProcess, cli, read_answer, service_env
 
-_VOLATILE = {"id", "createdAt", "updatedAt", "decidedAt", "completedAt", "changedAt"}
-_SECRET_KEYS = {"approverSecret", "requesterSecret", "links", "approve", "reject", "expiresAt"}
+_VOLATILE = {
+    "id",
+    "createdAt",
+    "updatedAt",
+    "decidedAt",
+    "completedAt",
+    "changedAt",
+    "respondedAt",
+}
+_SECRET_KEYS = {
+    "approverSecret",
+    "approverSecrets",
+    "requesterSecret",
+    "links",
+    "approve",
+    "reject",
+    "expiresAt",
+}
 _HEADERS = ("content-type", "location", "www-authenticate")
 
 TASK = {"title": "Laptop", "approver": "lead@example.com", "requester": "me@example.com"}
@@ -338,7 +354,7 @@ async def test_a_middleware_runs_for_every_endpoint_and_page(
             for path, item in (await http.get("/openapi.json")).json()["paths"].items()
             for method in item
         ]
-        assert len(operations) == 18  # 17 of the API and /healthz
+        assert len(operations) == 19  # 18 of the API and /healthz
         operations = [(method, _sample_path(path)) for method, path in operations]
         operations += [
             ("GET", "/people-task/act/not-a-token"),

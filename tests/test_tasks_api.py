@@ -25,6 +25,9 @@ PUBLIC_FIELDS = {
     # Peoplelogic's and Plannr's fields (tests/test_task_fields.py)
     "priority", "order", "orderGroup", "parentId", "active", "completedAt", "completedBy",
     "notesCount", "assignees", "connectedTo", "customFields", "mappings", "statusHistory",
+    # Several approvers, custom responses and forms (tests/test_approvers.py)
+    "approvers", "decisionRule", "quorum", "options", "form", "allowSelfApproval", "option",
+    "data",
 }  # fmt: skip
 
 
@@ -43,7 +46,12 @@ async def test_create_answers_like_the_seed(api: Api) -> None:
     assert len(task["approverSecret"]) == 64 and len(task["requesterSecret"]) == 64
     assert task["approverSecret"] != task["requesterSecret"]
     assert task["createdBy"] == "flows@example.com"
-    assert set(task) == PUBLIC_FIELDS | {"approverSecret", "requesterSecret", "links"}
+    assert set(task) == PUBLIC_FIELDS | {
+        "approverSecret",
+        "approverSecrets",
+        "requesterSecret",
+        "links",
+    }
 
 
 @pytest.mark.parametrize(

@@ -1,11 +1,12 @@
-"""Signed action links: per task, per approver, per action, expiring.
+"""Signed action links: per task, per approver, per response, expiring.
 
 A link is `{public_url}/people-task/act/{token}`. The token (44 URL-safe
-characters) packs the task id, the action and the expiry, and a MAC over those
-and the task's approver, made with `PEOPLETASKS_SECRET_KEY` (any listed key
-verifies, so keys rotate without breaking links in flight). Changing the
-task's approver, the action or the expiry breaks the MAC; nothing in the link
-can be used for another task, action or person.
+characters) packs the task id, the response chosen (the index of one of the task's
+options: 0 approve and 1 reject unless it has its own) and the expiry, and a MAC over
+those and the approver's address, made with `PEOPLETASKS_SECRET_KEY` (any listed key
+verifies, so keys rotate without breaking links in flight). Changing the approver,
+the response or the expiry breaks the MAC; nothing in the link can be used for
+another task, response or person.
 """
 
 from __future__ import annotations
@@ -20,8 +21,7 @@ from peopletasks.errors import LinkInvalid as LinkInvalid
 from peopletasks.signing import Signer
 
 PURPOSE = "action-link"
-ACTIONS = ("approve", "reject")
-_LAYOUT = struct.Struct(">12sBI")  # task id (12 bytes), action, expiry (Unix seconds)
+_LAYOUT = struct.Struct(">12sBI")  # task id (12 bytes), choice, expiry (Unix seconds)
 _MAC_BYTES = 16
 TOKEN_LENGTH = 44
 
@@ -29,7 +29,8 @@ TOKEN_LENGTH = 44
 @dataclass(frozen=True, slots=True)
 class LinkClaims:
     task_id: str
-    action: str
+    #: Which of the task's options the link chooses (its index).
+    choice: int
     expires_at: datetime
     payload: bytes
     mac: bytes
@@ -39,13 +40,9 @@ class LinkClaims:
 
 
 def issue_token(
-    signer: Signer, *, task_id: str, approver: str, action: str, expires_at: datetime
+    signer: Signer, *, task_id: str, approver: str, choice: int, expires_at: datetime
 ) -> str:
-    if action not in ACTIONS:
-        raise ValueError(f"unknown action {action!r}")
-    payload = _LAYOUT.pack(
-        bytes.fromhex(task_id), ACTIONS.index(action), int(expires_at.timestamp())
-    )
+    payload = _LAYOUT.pack(bytes.fromhex(task_id), choice, int(expires_at.timestamp()))
     mac = signer.sign(PURPOSE, payload + approver.encode())[:_MAC_BYTES]
     return base64.urlsafe_b64encode(payload + mac).decode().rstrip("=")
 
@@ -61,22 +58,22 @@ def read_token(token: str) -> LinkClaims:
     payload, mac = raw[: _LAYOUT.size], raw[_LAYOUT.size :]
     if len(payload) != _LAYOUT.size or len(mac) != _MAC_BYTES:
         raise LinkInvalid("malformed link")
-    task_bytes, action_index, expires = _LAYOUT.unpack(payload)
-    if action_index >= len(ACTIONS):
-        raise LinkInvalid("malformed link")
+    task_bytes, choice, expires = _LAYOUT.unpack(payload)
     return LinkClaims(
         task_id=task_bytes.hex(),
-        action=ACTIONS[action_index],
+        choice=choice,
         expires_at=datetime.fromtimestamp(expires, UTC),
         payload=payload,
         mac=mac,
     )
 
 
-def verify(signer: Signer, claims: LinkClaims, approver: str) -> None:
-    """Raise LinkInvalid unless a listed key signed these claims for this approver."""
-    if not signer.verify(PURPOSE, claims.payload + approver.encode(), claims.mac):
-        raise LinkInvalid("this link was not issued for this task and approver")
+def signed_for(signer: Signer, claims: LinkClaims, approvers: list[str]) -> str:
+    """Which of `approvers` a listed key signed these claims for; LinkInvalid if none."""
+    for approver in approvers:
+        if signer.verify(PURPOSE, claims.payload + approver.encode(), claims.mac):
+            return approver
+    raise LinkInvalid("this link was not issued for this task and approver")
 
 
 def form_token(signer: Signer, token: str) -> str:

@@ -1,11 +1,13 @@
-"""A task's status changes: decided (approved / rejected) by its approver, or due when
-its deadline passes. Written once, here, for every caller (API, pages, edits, the
-deadline scheduler).
+"""A task's responses and status changes: an approver responds (approve, reject, or
+one of the task's own options), the task is decided when its rule is met
+(`approvers`), or turns due when its deadline passes. Written once, here, for every
+caller (API, pages, edits, the deadline scheduler).
 
 A change reads the task locked (PostgreSQL `FOR UPDATE`; SQLite has one writer),
-asks `rules` whether it may happen, and writes the new status with its history
-entry, its webhook event and its announcement in the same transaction: the first
-decision wins, a later one gets `Conflict` with the task as it stands.
+asks `rules` whether it may happen, and writes the approvers' states, the new status
+with its history entry, its webhook events and its announcement in the same
+transaction: the task's status moves exactly once, and a later decision gets
+`Conflict` with the task as it stands.
 """
 
 from __future__ import annotations
@@ -15,17 +17,20 @@ from typing import Any
 
 from sqlalchemy import Row
 
+from peopletasks.domain.approvers import Rule, responded, states_of, verdict
 from peopletasks.domain.context import Domain
-from peopletasks.domain.events import record_status_change
+from peopletasks.domain.events import record_response, record_status_change
+from peopletasks.domain.forms import check_data
 from peopletasks.domain.lookup import load_task
+from peopletasks.domain.options import first_of, option_named, options_of
 from peopletasks.domain.principals import Principal
-from peopletasks.domain.rules import Standing, check_decider, standing
+from peopletasks.domain.rules import Standing, check_responder, check_turn, standing
 from peopletasks.domain.status import DECISIONS, Status
 from peopletasks.domain.views import status_entry, task_view
 from peopletasks.errors import Conflict, ValidationFailed
 from peopletasks.store import tasks as stored
 from peopletasks.store.database import Conn, keep_so_far
-from peopletasks.timeutil import utcnow
+from peopletasks.timeutil import format_datetime, utcnow
 
 
 async def decide_task(
@@ -35,10 +40,26 @@ async def decide_task(
     decision: Status,
     comment: str | None = None,
 ) -> dict[str, Any]:
-    """Approve or reject: only the approver, only while the task can take a decision."""
+    """Approve or reject (`/approve`, `/reject`): the approver's response with the task's
+    first option of that outcome."""
     async with domain.db.write() as conn:
         row = await load_task(conn, principal, task_id, for_update=True)
         row = await decide_row(domain, conn, principal, row, decision, comment)
+    return task_view(row)
+
+
+async def respond_to_task(
+    domain: Domain,
+    principal: Principal,
+    task_id: str,
+    option: str,
+    comment: str | None = None,
+    data: Any = None,
+) -> dict[str, Any]:
+    """An approver's response: one of the task's options, a comment, the form's data."""
+    async with domain.db.write() as conn:
+        row = await load_task(conn, principal, task_id, for_update=True)
+        row = await respond_row(domain, conn, principal, row, option, comment, data)
     return task_view(row)
 
 
@@ -51,12 +72,32 @@ async def decide_row(
     comment: str | None,
     also: dict[str, Any] | None = None,
 ) -> Row[Any]:
-    """Decide the task `row` (read locked, in this transaction), setting the columns in
-    `also` with it. A task found past its deadline turns due, and that is kept even
-    though the decision is refused."""
+    """`decide_task` on the task `row`, read locked in this transaction."""
     if decision not in DECISIONS:
         raise ValidationFailed.field("status", "a decision is approved or rejected")
-    check_decider(principal, row)
+    option = first_of(row, decision)["key"]
+    return await respond_row(domain, conn, principal, row, option, comment, None, also)
+
+
+async def respond_row(
+    domain: Domain,
+    conn: Conn,
+    principal: Principal,
+    row: Row[Any],
+    option_key: str,
+    comment: str | None,
+    data: Any,
+    also: dict[str, Any] | None = None,
+) -> Row[Any]:
+    """Respond to the task `row` (read locked, in this transaction), setting the columns
+    in `also` with it; the task's status moves when its rule is met. A task found past
+    its deadline turns due, and that is kept even though the response is refused."""
+    option = option_named(row, option_key)
+    if option is None:
+        keys = ", ".join(o["key"] for o in options_of(row))
+        raise ValidationFailed.field("option", f"no option {option_key!r}; this task's: {keys}")
+    outcome = Status(option["outcome"])
+    mine = check_responder(principal, row)
     now = utcnow()
     match standing(row, now):
         case Standing.OVERDUE:
@@ -71,8 +112,39 @@ async def decide_row(
             raise Conflict(
                 f"the task is already {row.status}", task=task_view(row), code="already_decided"
             )
-    values = {"decided_by": principal.email, "decided_at": now, "comment": comment, **(also or {})}
-    return await _change_status(domain, conn, row, decision, principal.email, now, values)
+    check_turn(row, mine)
+    data = check_data(row.form, data, complete=outcome is Status.APPROVED)
+    decided = {
+        "decided_by": principal.email,
+        "decided_at": now,
+        "comment": comment,
+        "option": option_key,
+        "decision_data": data,
+    }
+    if not row.approvers:  # one approver: the response is the decision
+        values = {**decided, **(also or {})}
+        return await _change_status(domain, conn, row, outcome, principal.email, now, values)
+    rule = Rule(row.decision_rule)
+    states = responded(
+        states_of(row),
+        principal.email,
+        outcome,
+        at=format_datetime(now),
+        comment=comment,
+        option=option_key,
+        data=data,
+        rule=rule,
+    )
+    values = {"approvers": states, **(also or {})}
+    final = verdict(states, rule, row.quorum)
+    if final is None:
+        changed = await stored.update_task(conn, row.seq, {**values, "updated_at": now})
+        await record_response(domain, conn, changed, principal.email)
+        return changed
+    values.update(decided)
+    return await _change_status(
+        domain, conn, row, final, principal.email, now, values, responded_by=principal.email
+    )
 
 
 async def _change_status(
@@ -83,6 +155,8 @@ async def _change_status(
     by: str | None,
     now: datetime,
     values: dict[str, Any] | None = None,
+    *,
+    responded_by: str | None = None,
 ) -> Row[Any]:
     entry = status_entry(row.status, status.value, by, now)
     changed = await stored.update_task(
@@ -95,6 +169,8 @@ async def _change_status(
             "status_history": [*(row.status_history or ()), entry],
         },
     )
+    if responded_by is not None:
+        await record_response(domain, conn, changed, responded_by)
     await record_status_change(domain, conn, changed)
     return changed
 

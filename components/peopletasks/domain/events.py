@@ -39,13 +39,26 @@ async def record_status_change(domain: Domain, conn: Conn, task_row: Row[Any]) -
     webhook. Returns how many deliveries were written."""
     await announce_change(conn, task_row.id)
     after_commit(lambda: domain.decisions.notify(task_row.id))
+    return await _record(domain, conn, task_row, event_type(task_row.status), task_view(task_row))
+
+
+async def record_response(domain: Domain, conn: Conn, task_row: Row[Any], email: str) -> int:
+    """A `task.responded` event for one approver's response on a task with several: the
+    task as it now stands and `response` (that approver's state)."""
+    view = task_view(task_row)
+    response = next(a for a in view["approvers"] if a["email"] == email)
+    return await _record(domain, conn, task_row, "task.responded", {**view, "response": response})
+
+
+async def _record(
+    domain: Domain, conn: Conn, task_row: Row[Any], type_: str, content: dict[str, Any]
+) -> int:
     hooks = await outbox.active_webhooks(conn, task_row.seq)
     if not hooks:
         return 0
     now = utcnow()
-    type_ = event_type(task_row.status)
     message_id = f"msg_{secrets.token_hex(12)}"
-    body = event_body(task_view(task_row), type_)
+    body = event_body(content, type_)
     event = {
         "public_id": message_id,
         "org_id": task_row.org_id,

@@ -24,18 +24,23 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from pydantic import Field as Described
 
+from peopletasks.domain.approvers import Rule, states_of
+from peopletasks.domain.options import options_of
 from peopletasks.domain.status import Status
 from peopletasks.domain.values import (
     PRIORITIES,
+    Approvers,
     Assignees,
     ConnectedTo,
     CustomFields,
     Description,
     Email,
     Mappings,
+    Options,
     Order,
     OrderGroup,
     Priority,
+    Quorum,
     RequestKey,
     TaskRef,
     Timestamp,
@@ -99,6 +104,23 @@ class MappingPublic(BaseModel):
 StatusName = Literal["pending", "approved", "rejected", "due"]
 
 
+class ApproverPublic(BaseModel):
+    email: str
+    status: Literal["waiting", "pending", "approved", "rejected"] = Described(
+        description="waiting: a sequential task has not asked them yet."
+    )
+    respondedAt: str | None
+    comment: str | None
+    option: str | None = Described(description="The key of the option they chose.")
+    data: dict[str, Any] | None = Described(description="What they filled in the form.")
+
+
+class OptionPublic(BaseModel):
+    key: str
+    label: str
+    outcome: Literal["approved", "rejected"]
+
+
 class StatusChange(BaseModel):
     from_: StatusName | None = Described(alias="from")
     to: StatusName
@@ -138,16 +160,17 @@ class TaskField:
     ranked: bool = False
     #: Filterable and sortable parts of a STRUCTURED field: public suffix -> column.
     parts: Mapping[str, str] = field(default_factory=dict)
-    #: The shown value from a task row's mapping (default: its column, as its kind shows).
-    show: Callable[[Mapping[str, Any]], Any] | None = None
+    #: The shown value from a task row (default: its column, as its kind shows).
+    show: Callable[[Any], Any] | None = None
     #: The columns a given value is written to (default: its column, as given).
     store: Callable[[Any], dict[str, Any]] | None = None
 
-    def shown(self, row: Mapping[str, Any]) -> Any:
+    def shown(self, row: Any) -> Any:
+        """Its value on `row` (a task row, or anything with its columns as attributes)."""
         if self.show is not None:
             return self.show(row)
         assert self.column is not None
-        value = row[self.column]
+        value = getattr(row, self.column)
         return format_datetime(value) if self.kind is Kind.DATETIME else value
 
     def columns(self, value: Any) -> dict[str, Any]:
@@ -157,9 +180,9 @@ class TaskField:
         return {self.column: value}
 
 
-def _custom_fields_shown(row: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _custom_fields_shown(row: Any) -> list[dict[str, Any]]:
     """Kept by key (so filters reach a value by path); shown as a list, in order."""
-    stored = row["custom_fields"]
+    stored = row.custom_fields
     return [{"key": key, **value} for key, value in stored.items()] if stored else []
 
 
@@ -170,10 +193,10 @@ def _custom_fields_stored(value: list[dict[str, Any]] | None) -> dict[str, Any]:
     return {"custom_fields": by_key or None}
 
 
-def _connected_to_shown(row: Mapping[str, Any]) -> dict[str, Any] | None:
-    if row["connected_id"] is None:
+def _connected_to_shown(row: Any) -> dict[str, Any] | None:
+    if row.connected_id is None:
         return None
-    return {"type": row["connected_type"], "id": row["connected_id"]}
+    return {"type": row.connected_type, "id": row.connected_id}
 
 
 def _connected_to_stored(value: dict[str, Any] | None) -> dict[str, Any]:
@@ -188,8 +211,8 @@ def _mappings_stored(value: list[dict[str, Any]] | None) -> dict[str, Any]:
     return {"mappings": kept or None}
 
 
-def _list_or_empty(column: str) -> Callable[[Mapping[str, Any]], Any]:
-    return lambda row: row[column] or []
+def _list_or_empty(column: str) -> Callable[[Any], Any]:
+    return lambda row: getattr(row, column) or []
 
 
 FIELDS: tuple[TaskField, ...] = (
@@ -234,9 +257,88 @@ FIELDS: tuple[TaskField, ...] = (
         Kind.EMAIL,
         str,
         "approver",
+        description="The approver (with several, the first).",
         given_as=Email,
-        on_create=OnCreate.REQUIRED,
+        on_create=OnCreate.OPTIONAL,
         editable=True,
+        clearable=False,
+        term=True,
+    ),
+    TaskField(
+        "approvers",
+        Kind.STRUCTURED,
+        list[ApproverPublic],
+        description="Everyone who approves it (1-20 addresses on create, instead of or "
+        "beside `approver`, which is the first), each with where they stand.",
+        shown_default=[],
+        given_as=Approvers,
+        on_create=OnCreate.OPTIONAL,
+        term=True,
+        show=states_of,
+        store=lambda value: {},  # their states: made by the create, with the rule
+    ),
+    TaskField(
+        "decisionRule",
+        Kind.CHOICE,
+        Literal["any", "all", "quorum", "sequential"],
+        "decision_rule",
+        description="How the approvers' responses decide: any (the first), all, quorum "
+        "(`quorum` of them), sequential (in order, each after the one before approved).",
+        shown_default="any",
+        given_as=Rule,
+        on_create=OnCreate.OPTIONAL,
+        create_default=Rule.ANY,
+        clearable=False,
+        term=True,
+        choices=tuple(Rule),
+        store=lambda value: {"decision_rule": Rule(value).value},
+    ),
+    TaskField(
+        "quorum",
+        Kind.NUMBER,
+        int | None,
+        "quorum",
+        description="With decisionRule quorum: approved at this many approvals.",
+        shown_default=None,
+        given_as=Quorum,
+        on_create=OnCreate.OPTIONAL,
+        term=True,
+    ),
+    TaskField(
+        "options",
+        Kind.STRUCTURED,
+        list[OptionPublic],
+        description="The responses an approver chooses from (2-10), each with its outcome; "
+        "approve and reject unless given.",
+        shown_default=[],
+        given_as=Options,
+        on_create=OnCreate.OPTIONAL,
+        term=True,
+        show=options_of,
+        store=lambda value: {"options": value or None},
+    ),
+    TaskField(
+        "form",
+        Kind.STRUCTURED,
+        dict[str, Any] | None,
+        "form",
+        description="A JSON Schema object the approver fills (string, number, integer, "
+        "boolean properties; enum, format date, minimum / maximum, maxLength, required).",
+        shown_default=None,
+        given_as=dict[str, Any],
+        on_create=OnCreate.OPTIONAL,
+        term=True,
+    ),
+    TaskField(
+        "allowSelfApproval",
+        Kind.BOOLEAN,
+        bool,
+        "allow_self_approval",
+        description="May the requester be among the approvers (and approve)?",
+        shown_default=False,
+        given_as=bool,
+        on_create=OnCreate.OPTIONAL,
+        create_default=False,
         clearable=False,
         term=True,
     ),
@@ -295,6 +397,22 @@ FIELDS: tuple[TaskField, ...] = (
     TaskField("decidedBy", Kind.EMAIL, str | None, "decided_by"),
     TaskField("decidedAt", Kind.DATETIME, str | None, "decided_at"),
     TaskField("comment", Kind.TEXT, str | None, "comment", description="The decision's."),
+    TaskField(
+        "option",
+        Kind.TEXT,
+        str | None,
+        "option",
+        description="The key of the option that decided it.",
+        shown_default=None,
+    ),
+    TaskField(
+        "data",
+        Kind.STRUCTURED,
+        dict[str, Any] | None,
+        "decision_data",
+        description="The form data of the response that decided it.",
+        shown_default=None,
+    ),
     TaskField(
         "requestKey",
         Kind.TEXT,

@@ -9,7 +9,14 @@ from uuid import UUID
 from pydantic import AfterValidator, Field, create_model, model_validator
 
 from peopletasks.domain.fields import BY_NAME, EDITABLE, FIELDS, OnCreate
-from peopletasks.domain.values import Comment, Input, NoteText, Secret, no_control_chars
+from peopletasks.domain.values import (
+    Comment,
+    Input,
+    NoteText,
+    OptionKey,
+    Secret,
+    no_control_chars,
+)
 
 
 class TaskInput(Input):
@@ -71,6 +78,17 @@ class Decide(Input):
         None, description="The approver secret (or pass it as a query parameter, or a token)."
     )
     comment: Comment | None = None
+
+
+class Respond(Input):
+    """Body of `PUT /tasks/{id}/respond`."""
+
+    secret: Secret | None = Field(
+        None, description="The approver's secret (or pass it as a query parameter, or a token)."
+    )
+    option: OptionKey = Field(description="The key of one of the task's options.")
+    comment: Comment | None = None
+    data: dict[str, Any] | None = Field(None, description="The task's form, filled in.")
 
 
 class NoteCreate(Input):

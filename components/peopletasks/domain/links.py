@@ -9,11 +9,13 @@ from typing import Any
 from sqlalchemy import Row
 
 from peopletasks import links
+from peopletasks.domain.approvers import emails_of
 from peopletasks.domain.context import Domain
-from peopletasks.domain.decisions import decide_task
+from peopletasks.domain.decisions import respond_to_task
+from peopletasks.domain.options import options_of
 from peopletasks.domain.principals import Principal, PrincipalKind
 from peopletasks.domain.rules import Standing, standing
-from peopletasks.domain.status import DECISIONS, Status
+from peopletasks.domain.status import DECISIONS
 from peopletasks.domain.views import task_view
 from peopletasks.errors import Forbidden, NotFound
 from peopletasks.errors import LinkProblem as LinkProblem
@@ -24,12 +26,18 @@ from peopletasks.timeutil import format_datetime, utcnow
 @dataclass(frozen=True)
 class OpenedLink:
     token: str
+    #: The key of the option the link chooses (`approve` / `reject` unless the task has
+    #: its own options), and that option.
     action: str
+    option: dict[str, str]
+    #: Whose link it is (one of the task's approvers).
+    approver: str
     expires_at: datetime
     task: dict[str, Any]
     org_id: int
-    #: the other action's token, so the page can offer both buttons
-    other_token: str
+    #: Every option of the task with its link (this approver's), so the page can offer
+    #: each as a button.
+    choices: list[tuple[dict[str, str], str]]
     #: whether the task can take a decision now
     standing: Standing
 
@@ -39,19 +47,24 @@ def link_expiry(domain: Domain, decision_by: datetime | None, now: datetime) -> 
     return min(decision_by, latest) if decision_by is not None else latest
 
 
-def links_for(domain: Domain, row: Row[Any]) -> dict[str, Any]:
-    """Fresh approve / reject links for a task's approver."""
-    expires = link_expiry(domain, row.decision_by, utcnow())
-    out: dict[str, Any] = {}
-    for action in links.ACTIONS:
-        token = links.issue_token(
-            domain.signer,
-            task_id=row.id,
-            approver=row.approver,
-            action=action,
-            expires_at=expires,
+def _tokens(domain: Domain, row: Row[Any], approver: str, expires: datetime) -> list[str]:
+    return [
+        links.issue_token(
+            domain.signer, task_id=row.id, approver=approver, choice=i, expires_at=expires
         )
-        out[action] = f"{domain.public_url}/people-task/act/{token}"
+        for i in range(len(options_of(row)))
+    ]
+
+
+def links_for(domain: Domain, row: Row[Any], approver: str | None = None) -> dict[str, Any]:
+    """Fresh links for one of a task's approvers (the first unless named): one per
+    option, by its key (`approve`, `reject` unless the task has its own)."""
+    expires = link_expiry(domain, row.decision_by, utcnow())
+    tokens = _tokens(domain, row, approver or row.approver, expires)
+    out: dict[str, Any] = {
+        option["key"]: f"{domain.public_url}/people-task/act/{token}"
+        for option, token in zip(options_of(row), tokens, strict=True)
+    }
     out["expiresAt"] = format_datetime(expires.replace(microsecond=0))
     return out
 
@@ -77,35 +90,44 @@ async def open_link(domain: Domain, token: str) -> OpenedLink:
         row = await stored.task_by_id(conn, claims.task_id, None)
     if row is None:
         raise LinkProblem("invalid", "this link does not belong to any task")
+    options = options_of(row)
     try:
-        links.verify(domain.signer, claims, row.approver)
+        approver = links.signed_for(domain.signer, claims, emails_of(row))
     except links.LinkInvalid as exc:
         raise LinkProblem("invalid", str(exc)) from None
+    if claims.choice >= len(options):
+        raise LinkProblem("invalid", "this link does not belong to any response of the task")
     view = task_view(row)
     now = utcnow()
     # An expired link never decides again (a task that allows late decisions turns due
     # and stays decidable: not through this link). It may still show a decided outcome.
     if claims.expired(now) and row.status not in DECISIONS:
         raise LinkProblem("expired", "this link has expired", view)
-    other = links.issue_token(
-        domain.signer,
-        task_id=row.id,
-        approver=row.approver,
-        action="reject" if claims.action == "approve" else "approve",
-        expires_at=claims.expires_at,
-    )
+    tokens = _tokens(domain, row, approver, claims.expires_at)
     return OpenedLink(
-        token, claims.action, claims.expires_at, view, row.org_id, other, standing(row, now)
+        token=token,
+        action=options[claims.choice]["key"],
+        option=options[claims.choice],
+        approver=approver,
+        expires_at=claims.expires_at,
+        task=view,
+        org_id=row.org_id,
+        choices=[
+            (option, f"/people-task/act/{token}")
+            for option, token in zip(options, tokens, strict=True)
+        ],
+        standing=standing(row, now),
     )
 
 
-async def decide_by_link(domain: Domain, opened: OpenedLink, comment: str | None) -> dict[str, Any]:
-    """The approver's decision through the link (the same rules as the API)."""
+async def decide_by_link(
+    domain: Domain, opened: OpenedLink, comment: str | None, data: Any = None
+) -> dict[str, Any]:
+    """The approver's response through their link (the same rules as the API)."""
     approver = Principal(
         org_id=opened.org_id,
-        email=opened.task["approver"],
+        email=opened.approver,
         kind=PrincipalKind.APPROVER_SECRET,
         task_id=opened.task["id"],
     )
-    decision = Status.APPROVED if opened.action == "approve" else Status.REJECTED
-    return await decide_task(domain, approver, opened.task["id"], decision, comment)
+    return await respond_to_task(domain, approver, opened.task["id"], opened.action, comment, data)

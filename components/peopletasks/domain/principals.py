@@ -28,8 +28,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from sqlalchemy import and_, bindparam, or_, select
+from sqlalchemy import bindparam, select
 
+from peopletasks.domain.approvers import emails_of
 from peopletasks.domain.context import Domain
 from peopletasks.domain.values import normalize_email
 from peopletasks.errors import NotFound, Unauthorized, ValidationFailed
@@ -189,14 +190,14 @@ def task_secret(domain: Domain, task_id: str, role: Role, email: str) -> str:
 
 
 async def task_secrets(
-    domain: Domain, conn: Conn, org_id: int, task_id: str, approver: str, requester: str
-) -> tuple[str, str]:
-    """A task's approver and requester secrets: its own, or, with person-wide secrets
-    on, the people's (created when new)."""
+    domain: Domain, conn: Conn, org_id: int, task_id: str, approvers: list[str], requester: str
+) -> tuple[dict[str, str], str]:
+    """A task's secrets: each approver's (by address) and the requester's; its own, or,
+    with person-wide secrets on, the people's (created when new)."""
     if domain.person_secrets:
-        return await _person_secrets(domain, conn, org_id, approver, requester)
+        return await _person_secrets(domain, conn, org_id, approvers, requester)
     return (
-        task_secret(domain, task_id, Role.APPROVER, approver),
+        {email: task_secret(domain, task_id, Role.APPROVER, email) for email in approvers},
         task_secret(domain, task_id, Role.REQUESTER, requester),
     )
 
@@ -231,10 +232,11 @@ async def _task_secret_holder(domain: Domain, secret: str) -> Principal | None:
         row = await stored_tasks.task_by_id(conn, task_id, None)
     if row is None:
         return None
-    for role, kind, email in (
-        (Role.APPROVER, PrincipalKind.APPROVER_SECRET, row.approver),
+    holders = [(Role.APPROVER, PrincipalKind.APPROVER_SECRET, e) for e in emails_of(row)]
+    for role, kind, email in [
+        *holders,
         (Role.REQUESTER, PrincipalKind.REQUESTER_SECRET, row.requester),
-    ):
+    ]:
         message = f"{task_id}:{role.value}:{email}".encode()
         if domain.signer.verify(_TASK_SECRET_PURPOSE, message, mac):
             return Principal(org_id=row.org_id, email=email, kind=kind, task_id=task_id)
@@ -312,32 +314,14 @@ _PEOPLE_OF = select(people).where(
 )
 
 
-#: A task's approver and requester: `ensure_people`'s common case, prepared (the
-#: expanding IN of `_PEOPLE_OF` is compiled on every call).
-_TASK_PEOPLE = prepared(
-    select(people).where(
-        people.c.org_id == bindparam("org_id"),
-        or_(
-            and_(people.c.email == bindparam("approver"), people.c.role == Role.APPROVER.value),
-            and_(people.c.email == bindparam("requester"), people.c.role == Role.REQUESTER.value),
-        ),
-    )
-)
 _PERSON_BY_PUBLIC_ID = prepared(select(people).where(people.c.public_id == bindparam("public_id")))
 
 
 async def _load_people(
     conn: Conn, org_id: int, pairs: set[tuple[str, Role]]
 ) -> dict[tuple[str, str], _Person]:
-    roles = {role: email for email, role in pairs}
-    if len(pairs) == 2 and len(roles) == 2:  # a task's approver and requester
-        approver, requester = roles[Role.APPROVER], roles[Role.REQUESTER]
-        rows = await conn.execute(
-            _TASK_PEOPLE, {"org_id": org_id, "approver": approver, "requester": requester}
-        )
-    else:
-        emails = sorted({email for email, _ in pairs})
-        rows = await conn.execute(_PEOPLE_OF, {"org_id": org_id, "emails": emails})
+    emails = sorted({email for email, _ in pairs})
+    rows = await conn.execute(_PEOPLE_OF, {"org_id": org_id, "emails": emails})
     out: dict[tuple[str, str], _Person] = {}
     for row in rows:
         person = _Person(row.id, row.public_id, row.org_id, row.email, row.role, row.generation)
@@ -347,27 +331,26 @@ async def _load_people(
 
 
 async def _person_secrets(
-    domain: Domain, conn: Conn, org_id: int, approver: str, requester: str
-) -> tuple[str, str]:
-    """The current person-wide secrets of a task's approver and requester.
+    domain: Domain, conn: Conn, org_id: int, approvers: list[str], requester: str
+) -> tuple[dict[str, str], str]:
+    """The current person-wide secrets of a task's approvers and requester.
 
     Remembered as long as verified secrets are (`auth_cache_seconds`): a rotation on
     another replica reaches this one's new tasks within that time, as it reaches
     its secret checks.
     """
+    wanted = [(email, Role.APPROVER) for email in approvers] + [(requester, Role.REQUESTER)]
     cache = domain.secrets_cache
-    approver_key = (org_id, approver, Role.APPROVER.value)
-    requester_key = (org_id, requester, Role.REQUESTER.value)
-    approver_secret, requester_secret = cache.get(approver_key), cache.get(requester_key)
-    if approver_secret is None or requester_secret is None:
-        found = await ensure_people(
-            conn, org_id, [(approver, Role.APPROVER), (requester, Role.REQUESTER)]
-        )
-        approver_secret = _secret_for(domain, found[approver_key[1:]])
-        requester_secret = _secret_for(domain, found[requester_key[1:]])
-        cache.put(approver_key, approver_secret)
-        cache.put(requester_key, requester_secret)
-    return approver_secret, requester_secret
+    known = {pair: cache.get((org_id, pair[0], pair[1].value)) for pair in wanted}
+    missing = [pair for pair, secret in known.items() if secret is None]
+    if missing:
+        found = await ensure_people(conn, org_id, missing)
+        for email, role in missing:
+            secret = _secret_for(domain, found[(email, role.value)])
+            known[(email, role)] = secret
+            cache.put((org_id, email, role.value), secret)
+    by_approver = {email: str(known[(email, Role.APPROVER)]) for email in approvers}
+    return by_approver, str(known[(requester, Role.REQUESTER)])
 
 
 async def rotate_secret(

@@ -11,9 +11,12 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
+from peopletasks.domain.approvers import Standing as ApproverStanding
+from peopletasks.domain.approvers import emails_of, states_of, whose_turn
 from peopletasks.domain.principals import Principal, PrincipalKind
-from peopletasks.domain.status import Status
-from peopletasks.errors import Forbidden
+from peopletasks.domain.status import DECISIONS, Status
+from peopletasks.domain.views import task_view
+from peopletasks.errors import Conflict, Forbidden
 
 
 class Standing(Enum):
@@ -43,17 +46,17 @@ def may_read(principal: Principal, task: Any) -> bool:
         return False
     match principal.kind:
         case PrincipalKind.USER:
-            return principal.admin or principal.email in (
-                task.created_by,
-                task.approver,
-                task.requester,
+            return (
+                principal.admin
+                or principal.email in (task.created_by, task.requester)
+                or principal.email in emails_of(task)
             )
         case PrincipalKind.APPROVER_SECRET:
-            return principal.task_id in (None, task.id) and task.approver == principal.email
+            return principal.task_id in (None, task.id) and principal.email in emails_of(task)
         case PrincipalKind.REQUESTER_SECRET:
             return principal.task_id in (None, task.id) and task.requester == principal.email
         case PrincipalKind.PERSON:
-            return principal.email in (task.approver, task.requester)
+            return principal.email == task.requester or principal.email in emails_of(task)
     return False
 
 
@@ -65,12 +68,36 @@ def check_editor(principal: Principal, task: Any) -> None:
         raise Forbidden("only the task's creator (or an admin token) may edit it")
 
 
-def check_decider(principal: Principal, task: Any) -> None:
-    """Only the task's approver decides (by secret, token or dashboard); raises Forbidden."""
+def check_responder(principal: Principal, task: Any) -> dict[str, Any]:
+    """The state of the approver `principal` speaks for: only an approver (by secret,
+    token or dashboard) responds, never the requester unless the task allows
+    self-approval. Raises Forbidden."""
     if principal.kind is PrincipalKind.REQUESTER_SECRET:
         raise Forbidden("a requester secret may read a task, not decide it")
-    if task.approver != principal.email:
-        raise Forbidden(f"only the approver ({task.approver}) may decide this task")
+    states = states_of(task)
+    mine = next((s for s in states if s["email"] == principal.email), None)
+    if mine is None:
+        approvers = ", ".join(s["email"] for s in states)
+        raise Forbidden(f"only the approver ({approvers}) may decide this task")
+    if principal.email == task.requester and not task.allow_self_approval:
+        raise Forbidden("the requester may not approve their own request")
+    return mine
+
+
+def check_turn(task: Any, state: dict[str, Any]) -> None:
+    """An approver responds once, and in a sequential task in turn; raises Conflict."""
+    if state["status"] in DECISIONS:
+        raise Conflict(
+            f"{state['email']} has responded already ({state['status']})",
+            task=task_view(task),
+            code="already_responded",
+        )
+    if state["status"] == ApproverStanding.WAITING:
+        raise Conflict(
+            f"it is {whose_turn(states_of(task))}'s turn; {state['email']} is asked after them",
+            task=task_view(task),
+            code="not_your_turn",
+        )
 
 
 def terms_are_final(task: Any) -> bool:

@@ -8,16 +8,18 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, cast
+from types import SimpleNamespace
+from typing import Any
 
-from sqlalchemy import ColumnElement, Row, and_, func, or_, select, union
+from sqlalchemy import ColumnElement, Row, func, or_, select, union
 from sqlalchemy.exc import IntegrityError
 
+from peopletasks.domain.approvers import Rule, emails_of, initial_states
 from peopletasks.domain.context import Domain
 from peopletasks.domain.decisions import decide_row
 from peopletasks.domain.fields import BY_NAME, columns_for
+from peopletasks.domain.forms import check_schema
 from peopletasks.domain.inputs import TaskCreate, TaskEdit
 from peopletasks.domain.links import links_for
 from peopletasks.domain.lookup import load_task
@@ -35,7 +37,7 @@ from peopletasks.domain.waiting import wait_event
 from peopletasks.errors import Conflict, Forbidden, ValidationFailed
 from peopletasks.store import tasks as stored
 from peopletasks.store.database import Conn
-from peopletasks.store.tables import tasks
+from peopletasks.store.tables import task_approvers, tasks
 from peopletasks.timeutil import format_datetime, utcnow
 
 MAX_LIMIT = 1000
@@ -52,7 +54,10 @@ def new_public_id() -> str:
 # -- reading ------------------------------------------------------------------
 
 
-_ROLE_COLUMNS = {"approver": tasks.c.approver, "requester": tasks.c.requester}
+def _approving(email: str) -> list[ColumnElement[bool]]:
+    """The tasks `email` approves: as the (first) approver, or among several."""
+    among = select(task_approvers.c.task_seq).where(task_approvers.c.email == email)
+    return [tasks.c.approver == email, tasks.c.seq.in_(among)]
 
 
 def _theirs(principal: Principal, role: str | None) -> list[ColumnElement[bool]]:
@@ -64,18 +69,17 @@ def _theirs(principal: Principal, role: str | None) -> list[ColumnElement[bool]]
                 f"role: this is a {principal.kind.value} secret; it lists tasks in the "
                 f"{principal.kind.value} role only"
             )
-        mine = _ROLE_COLUMNS[principal.kind.value] == principal.email
+        role = principal.kind.value
         if principal.task_id is not None:  # a task's own secret: that task
-            return [and_(tasks.c.id == principal.task_id, mine)]
-        return [mine]
+            return [tasks.c.id == principal.task_id]
+    requesting = [tasks.c.requester == principal.email]
     if role is not None:
-        return [_ROLE_COLUMNS[role] == principal.email]
+        return _approving(principal.email) if role == "approver" else requesting
     if principal.kind is PrincipalKind.PERSON:
-        return [column == principal.email for column in _ROLE_COLUMNS.values()]
+        return [*_approving(principal.email), *requesting]
     if principal.admin:
         return []
-    columns = (tasks.c.approver, tasks.c.requester, tasks.c.created_by)
-    return [column == principal.email for column in columns]
+    return [*_approving(principal.email), *requesting, tasks.c.created_by == principal.email]
 
 
 async def get_task(domain: Domain, principal: Principal, task_id: str) -> dict[str, Any]:
@@ -250,6 +254,7 @@ async def create_task(domain: Domain, principal: Principal, data: TaskCreate) ->
         raise ValidationFailed.field(
             "status", "a new task is pending; decide it with /approve or /reject"
         )
+    approvers = _approvers_of(given)
     request_key = given["requestKey"]
     if request_key is not None:
         existing = await _by_request_key(domain, principal, request_key)
@@ -258,6 +263,9 @@ async def create_task(domain: Domain, principal: Principal, data: TaskCreate) ->
     now = utcnow()
     values = {
         **columns_for(given),
+        "approvers": initial_states(approvers, given["decisionRule"])
+        if len(approvers) > 1
+        else None,
         "id": new_public_id(),
         "org_id": principal.org_id,
         "status": Status.PENDING.value,
@@ -269,12 +277,14 @@ async def create_task(domain: Domain, principal: Principal, data: TaskCreate) ->
     try:
         async with domain.db.write() as conn:
             await _check_parent(conn, principal.org_id, given["parentId"], None)
-            approver_secret, requester_secret = await task_secrets(
-                domain, conn, principal.org_id, values["id"], given["approver"], given["requester"]
+            approver_secrets, requester_secret = await task_secrets(
+                domain, conn, principal.org_id, values["id"], approvers, given["requester"]
             )
             row = await stored.insert_task(conn, values)
             if values["assignees"]:
                 await stored.set_assignees(conn, row.seq, values["assignees"])
+            if len(approvers) > 1:
+                await stored.set_approvers(conn, row.seq, approvers)
     except IntegrityError:
         if request_key is None:
             raise
@@ -284,14 +294,54 @@ async def create_task(domain: Domain, principal: Principal, data: TaskCreate) ->
             raise
         return existing
     domain.deadlines.note(given["decisionBy"])
-    return _with_secrets(domain, row, approver_secret, requester_secret, created=True)
+    return _with_secrets(domain, row, approver_secrets, requester_secret, created=True)
+
+
+def _approvers_of(given: dict[str, Any]) -> list[str]:
+    """A create's approvers (`approvers`, or the one `approver`), checked with its rule,
+    quorum, form and whether the requester may be among them; `given["approver"]` set
+    to the first."""
+    approvers: list[str] | None = given.pop("approvers", None)
+    approver = given["approver"]
+    if approvers is None:
+        if approver is None:
+            raise ValidationFailed.field("approver", "is required (or give approvers)")
+        approvers = [approver]
+    elif approver is not None and approver != approvers[0]:
+        raise ValidationFailed.field(
+            "approver", f"is the first of approvers ({approvers[0]}) when both are given"
+        )
+    given["approver"] = approvers[0]
+    rule, quorum = given["decisionRule"], given["quorum"]
+    if rule is Rule.QUORUM:
+        if quorum is None or quorum > len(approvers):
+            raise ValidationFailed.field(
+                "quorum", f"decisionRule quorum needs quorum between 1 and {len(approvers)}"
+            )
+    elif quorum is not None:
+        raise ValidationFailed.field("quorum", "goes with decisionRule quorum")
+    if given["form"] is not None:
+        check_schema(given["form"])
+    if given["requester"] in approvers and not given["allowSelfApproval"]:
+        raise ValidationFailed.field(
+            "requester",
+            "is among the approvers: a requester may not approve their own request "
+            "unless allowSelfApproval is true",
+        )
+    return approvers
 
 
 def _with_secrets(
-    domain: Domain, row: Row[Any], approver_secret: str, requester_secret: str, *, created: bool
+    domain: Domain,
+    row: Row[Any],
+    approver_secrets: dict[str, str],
+    requester_secret: str,
+    *,
+    created: bool,
 ) -> dict[str, Any]:
     view = task_view(row)
-    view["approverSecret"] = approver_secret
+    view["approverSecret"] = approver_secrets[row.approver]
+    view["approverSecrets"] = approver_secrets
     view["requesterSecret"] = requester_secret
     view["links"] = links_for(domain, row)
     view["created"] = created
@@ -305,10 +355,10 @@ async def _by_request_key(
         row = await stored.task_by_request_key(conn, principal.org_id, request_key)
         if row is None:
             return None
-        approver_secret, requester_secret = await task_secrets(
-            domain, conn, row.org_id, row.id, row.approver, row.requester
+        approver_secrets, requester_secret = await task_secrets(
+            domain, conn, row.org_id, row.id, emails_of(row), row.requester
         )
-    return _with_secrets(domain, row, approver_secret, requester_secret, created=False)
+    return _with_secrets(domain, row, approver_secrets, requester_secret, created=False)
 
 
 def _changes(row: Row[Any], given: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -326,13 +376,14 @@ def _change_entry(
     row: Row[Any], changed: dict[str, dict[str, Any]], by: str, now: datetime
 ) -> dict[str, Any]:
     """The change-log entry of an edit: each changed field as shown, from and to."""
-    before = cast(Mapping[str, Any], row._mapping)
-    after = {**before, **{c: v for columns in changed.values() for c, v in columns.items()}}
+    after = SimpleNamespace(
+        **{**row._mapping, **{c: v for columns in changed.values() for c, v in columns.items()}}
+    )
     return {
         "changedAt": format_datetime(now),
         "changedBy": by,
         "changes": {
-            name: {"from": BY_NAME[name].shown(before), "to": BY_NAME[name].shown(after)}
+            name: {"from": BY_NAME[name].shown(row), "to": BY_NAME[name].shown(after)}
             for name in changed
         },
     }
@@ -361,6 +412,10 @@ async def edit_task(
         if given:
             check_editor(principal, row)
         changed = _changes(row, given)
+        if "approver" in changed and row.approvers:
+            raise ValidationFailed.field(
+                "approver", "this task has several approvers, set when it was created"
+            )
         terms = [name for name in changed if BY_NAME[name].term]
         if terms and terms_are_final(row):
             raise Conflict(

@@ -256,3 +256,40 @@ Mappings = Annotated[
     Field(max_length=20),
     AfterValidator(lambda v: _unique(v, lambda m: (m.app, m.namespace), "app and namespace")),
 ]
+
+
+def _unique_addresses(emails: list[str]) -> list[str]:
+    return _unique(emails, lambda e: e, "the address")
+
+
+Approvers = Annotated[
+    list[Email], Field(min_length=1, max_length=20), AfterValidator(_unique_addresses)
+]
+Quorum = Annotated[StrictInt, Field(ge=1, le=20)]
+OptionKey = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_key)]
+OptionLabel = Annotated[
+    str,
+    Field(min_length=1, max_length=100),
+    AfterValidator(no_control_chars),
+    AfterValidator(_not_blank),
+]
+
+
+class Option(Input):
+    """A response the approver may choose: its key, its button's label, its outcome."""
+
+    key: OptionKey = Field(description="Names it in `PUT /tasks/{id}/respond` (`option`).")
+    label: OptionLabel
+    outcome: Literal["approved", "rejected"] = Field(description="What choosing it means.")
+
+
+def _both_outcomes(options: list[Option]) -> list[Option]:
+    _unique(options, lambda o: o.key, "the key")
+    if {o.outcome for o in options} != {"approved", "rejected"}:
+        raise ValueError("needs at least one option of each outcome, approved and rejected")
+    return options
+
+
+Options = Annotated[
+    list[Option], Field(min_length=2, max_length=10), AfterValidator(_both_outcomes)
+]

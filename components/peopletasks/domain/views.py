@@ -3,9 +3,9 @@ pages). A task's view is its fields (`fields.FIELDS`), each shown as it declares
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import Row
 
@@ -16,10 +16,9 @@ from peopletasks.timeutil import format_datetime
 
 def task_view(row: Row[Any], names: Iterable[str] | None = None) -> dict[str, Any]:
     """The task as the API returns it (never with secrets); `names` limits the keys."""
-    m = cast(Mapping[str, Any], row._mapping)
     if names is None:
-        return {f.name: f.shown(m) for f in FIELDS}
-    return {name: BY_NAME[name].shown(m) for name in names}
+        return {f.name: f.shown(row) for f in FIELDS}
+    return {name: BY_NAME[name].shown(row) for name in names}
 
 
 def status_entry(
@@ -42,7 +41,9 @@ def note_view(row: Row[Any]) -> dict[str, Any]:
 def history_view(row: Row[Any]) -> list[dict[str, Any]]:
     """Everything that happened to a task, oldest first, as `GET /tasks/{id}/history`
     shows it: each status change (`event` created, approved, rejected or due; a
-    decision with its comment) and each edit (`event` edited, with its `changes`)."""
+    decision with its comment), each edit (`event` edited, with its `changes`) and, on
+    a task with several approvers, each response (`event` responded, by whom, with
+    its `option` and comment)."""
     comment = row.comment
     entries = [
         {
@@ -67,8 +68,22 @@ def history_view(row: Row[Any]) -> list[dict[str, Any]]:
         }
         for entry in row.change_log or ()
     ]
-    # Stable: a status change and an edit of the same millisecond keep this order.
-    return sorted(entries, key=lambda entry: str(entry["changedAt"]))
+    entries += [
+        {
+            "event": "responded",
+            "from": None,
+            "to": None,
+            "changedBy": state["email"],
+            "changedAt": state["respondedAt"],
+            "comment": state["comment"],
+            "option": state["option"],
+        }
+        for state in row.approvers or ()
+        if state["respondedAt"] is not None
+    ]
+    # Within one millisecond: the creation, an edit, a response, then the status it moved.
+    rank = {"created": 0, "edited": 1, "responded": 2}
+    return sorted(entries, key=lambda entry: (str(entry["changedAt"]), rank.get(entry["event"], 3)))
 
 
 def webhook_view(row: Row[Any], task_id: str, task_status: str) -> dict[str, Any]:

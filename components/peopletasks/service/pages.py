@@ -16,10 +16,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from peopletasks import links
 from peopletasks.domain import Domain
+from peopletasks.domain.forms import data_from_fields, form_fields
 from peopletasks.domain.links import LinkProblem, OpenedLink, decide_by_link, open_link
 from peopletasks.domain.rules import Standing
 from peopletasks.domain.status import DECISIONS
-from peopletasks.errors import Conflict, PeopleTaskError
+from peopletasks.errors import Conflict, PeopleTaskError, ValidationFailed
 from peopletasks.templating import environment
 
 router = APIRouter(prefix="/people-task/act", include_in_schema=False)
@@ -96,20 +97,25 @@ async def confirm(request: Request, token: str) -> Response:
         if task["status"] in DECISIONS:
             return _page(request, "pages/done.html", task=task, fresh=False, late=False)
         return _problem(request, "deadline", task)
-    urls = {
-        opened.action: f"/people-task/act/{opened.token}",
-        ("reject" if opened.action == "approve" else "approve"): (
-            f"/people-task/act/{opened.other_token}"
-        ),
-    }
+    return _confirm_page(request, opened)
+
+
+def _confirm_page(
+    request: Request, opened: OpenedLink, *, error: str | None = None, status: int = 200
+) -> HTMLResponse:
+    """The task, its form, a comment box and a button per option (the link's first)."""
+    chosen = [c for c in opened.choices if c[0]["key"] == opened.action]
+    others = [c for c in opened.choices if c[0]["key"] != opened.action]
     return _page(
         request,
         "pages/confirm.html",
-        task=task,
+        status,
+        task=opened.task,
         action=opened.action,
-        approve_url=urls["approve"],
-        reject_url=urls["reject"],
-        form_token=links.form_token(_domain(request).signer, task["id"]),
+        choices=chosen + others,
+        fields=form_fields(opened.task["form"]),
+        error=error,
+        form_token=links.form_token(_domain(request).signer, opened.task["id"]),
     )
 
 
@@ -147,7 +153,10 @@ async def decide(request: Request, token: str) -> Response:
     comment = form.get("comment", "").strip()[:10_000] or None
     late = False
     try:
-        await decide_by_link(_domain(request), opened, comment)
+        data = data_from_fields(opened.task["form"], form)
+        await decide_by_link(_domain(request), opened, comment, data)
+    except ValidationFailed as invalid:
+        return _confirm_page(request, opened, error=invalid.message, status=422)
     except Conflict as conflict:
         if conflict.code == "deadline_passed":
             return _problem(request, "deadline", conflict.task)

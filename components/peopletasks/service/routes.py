@@ -12,7 +12,14 @@ from peopletasks.domain import deliveries as delivery_ops
 from peopletasks.domain import links as link_ops
 from peopletasks.domain import tasks as task_ops
 from peopletasks.domain import webhooks as webhook_ops
-from peopletasks.domain.inputs import Decide, NoteCreate, TaskCreate, TaskEdit, WebhookCreate
+from peopletasks.domain.inputs import (
+    Decide,
+    NoteCreate,
+    Respond,
+    TaskCreate,
+    TaskEdit,
+    WebhookCreate,
+)
 from peopletasks.service.auth import (
     BodySecretPrincipalDep,
     DomainDep,
@@ -310,6 +317,28 @@ async def reject_task(
     """The approver rejects; as approve."""
     comment = body.comment if body else None
     return json(await decision_ops.decide_task(domain, principal, id, Status.REJECTED, comment))
+
+
+@router.put(
+    "/tasks/{id}/respond",
+    tags=["tasks"],
+    operation_id="respondToTask",
+    summary="Respond to a task with one of its options",
+    response_model=TaskPublic,
+    responses=error_responses(400, 401, 403, 404, 409, 422),
+)
+async def respond_to_task(
+    domain: DomainDep, principal: BodySecretPrincipalDep, id: TaskId, body: Respond
+) -> Any:
+    """One approver's response: `option` (a key of the task's `options`; `approve` and
+    `reject` unless it has its own), a `comment`, and `data` (the task's `form` filled
+    in). Each approver responds once (409 after), in turn in a sequential task (409
+    saying whose turn it is); the task's status moves when its `decisionRule` is met."""
+    return json(
+        await decision_ops.respond_to_task(
+            domain, principal, id, body.option, body.comment, body.data
+        )
+    )
 
 
 @router.post(

@@ -57,7 +57,14 @@ else:
         "TaskCreated",
         __base__=TaskPublic,
         __doc__="The created task with its two secrets: the only time they are shown.",
-        approverSecret=(str, Field(description="Lets the approver read, approve and reject.")),
+        approverSecret=(
+            str,
+            Field(description="Lets the (first) approver read this task and respond to it."),
+        ),
+        approverSecrets=(
+            dict[str, str],
+            Field(description="Each approver's secret, by address."),
+        ),
         requesterSecret=(str, Field(description="Lets the requester read.")),
         links=(ActionLinks, ...),
     )
@@ -81,7 +88,7 @@ class FieldChange(BaseModel):
 
 
 class HistoryEntry(BaseModel):
-    event: Literal["created", "approved", "rejected", "due", "edited"]
+    event: Literal["created", "approved", "rejected", "due", "edited", "responded"]
     from_: StatusName | None = Field(
         alias="from", description="The status before (null on creation and edits)."
     )
@@ -92,6 +99,7 @@ class HistoryEntry(BaseModel):
     changes: dict[str, FieldChange] | None = Field(
         None, description="An edit's fields, each as shown before and after."
     )
+    option: str | None = Field(None, description="A response's option.")
 
 
 class PrefectTarget(BaseModel):

@@ -25,7 +25,6 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
-    false,
     text,
 )
 
@@ -71,7 +70,7 @@ api_tokens = Table(
     Column("token_hash", String(64), nullable=False, unique=True),
     Column("label", String(200), nullable=False, server_default=""),
     # Sees and manages every task of the organization (else: its user's own).
-    Column("admin", Boolean, nullable=False, server_default=false()),
+    Column("admin", Boolean, nullable=False, server_default="0"),
     Column("created_at", UTCDateTime, nullable=False),
     Column("revoked_at", UTCDateTime),
 )
@@ -113,8 +112,20 @@ tasks = Table(
     Column("decision_by", UTCDateTime),
     Column("allow_late_decision", Boolean, nullable=False, server_default="0"),
     Column("public", Boolean, nullable=False, server_default="1"),
-    # With several approvers (task_approvers): any | all | majority.
+    # How the approvers' responses decide: any | all | quorum (with `quorum`) | sequential.
     Column("decision_rule", String(16), nullable=False, server_default="any"),
+    Column("quorum", Integer),
+    # With several approvers: [{"email", "status", "respondedAt", "comment", "option",
+    # "data"}] in order (null: one approver, `approver`, whose state is the task's).
+    Column("approvers", JSON),
+    # Custom responses [{"key", "label", "outcome"}] (null: approve and reject), and a
+    # form (a JSON Schema object) the approver fills.
+    Column("options", JSON),
+    Column("form", JSON),
+    Column("allow_self_approval", Boolean, nullable=False, server_default="0"),
+    # The response that decided the task: its option's key and its form data.
+    Column("option", String(64)),
+    Column("decision_data", JSON),
     Column("priority", String(16)),
     Column("position", Integer),
     Column("order_group", String(64)),
@@ -180,6 +191,8 @@ tasks = Table(
     ),
 )
 
+# The approvers of a task with several (their state is the row's `approvers`): what a
+# person's list searches to find the tasks they approve second or third.
 task_approvers = Table(
     "task_approvers",
     metadata,
@@ -187,10 +200,8 @@ task_approvers = Table(
     Column("task_seq", ForeignKey("tasks.seq", ondelete="CASCADE"), nullable=False),
     Column("email", EMAIL, nullable=False),
     Column("position", Integer, nullable=False, server_default="0"),
-    Column("status", String(16), nullable=False, server_default="pending"),
-    Column("decided_at", UTCDateTime),
-    Column("comment", Text),
     UniqueConstraint("task_seq", "email", name="uq_task_approvers_task_email"),
+    Index("ix_task_approvers_email", "email", "task_seq"),
 )
 
 task_assignees = Table(

@@ -17,6 +17,7 @@ from peopletasks.store.database import Conn, prepared
 from peopletasks.store.tables import (
     PENDING_DEADLINE_INDEX,
     PENDING_ONLY,
+    task_approvers,
     task_assignees,
     task_notes,
     tasks,
@@ -141,6 +142,14 @@ async def set_assignees(conn: Conn, seq: int, assignees: list[dict[str, str]] | 
                 for i, a in enumerate(assignees)
             ],
         )
+
+
+async def set_approvers(conn: Conn, seq: int, emails: list[str]) -> None:
+    """Index a task's approvers (task_approvers: what a person's list searches)."""
+    await conn.execute(
+        task_approvers.insert(),
+        [{"task_seq": seq, "email": email, "position": i} for i, email in enumerate(emails)],
+    )
 
 
 async def insert_note(conn: Conn, seq: int, values: dict[str, Any], now: datetime) -> Row[Any]:

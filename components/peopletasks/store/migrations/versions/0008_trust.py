@@ -23,7 +23,7 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     op.add_column(
-        "api_tokens", sa.Column("admin", sa.Boolean(), nullable=False, server_default=sa.false())
+        "api_tokens", sa.Column("admin", sa.Boolean(), nullable=False, server_default="0")
     )
     op.add_column("tasks", sa.Column("change_log", sa.JSON(), nullable=True))
 
