@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -73,6 +74,11 @@ class Receiver:
 
         class Server(ThreadingHTTPServer):
             request_queue_size = 256  # a burst of deliveries should not be refused
+
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                if isinstance(sys.exc_info()[1], ConnectionError):
+                    return  # the sender went away mid-exchange (e.g. it was killed)
+                super().handle_error(request, client_address)
 
         self.server = Server(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
