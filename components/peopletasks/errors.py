@@ -11,7 +11,13 @@ PeopleTaskError            (status, code, message, details)
 
 BackendError               a task system (ours, Peoplelogic, Plannr) refused a call or failed
 ApprovalDue                a request's deadline passed without a decision (when asked to raise)
+ApprovalTimeout            no decision within the wait's `timeout` (not a TimeoutError: Prefect
+                           would mark the run TimedOut and skip its retries)
+RequestKeyConflict         a request key already names a task for a different request
 ```
+
+The Prefect-side errors survive pickling (Prefect persists a failed run's exception, and
+`state.result()` raises it again in another process).
 
 HTTP renders each as `{"error": {"code", "message", "details": [...]}}`; a
 `Conflict` adds `"task"`: the task as it stands.
@@ -19,6 +25,7 @@ HTTP renders each as `{"error": {"code", "message", "details": [...]}}`; a
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 
@@ -106,6 +113,13 @@ class BackendError(Exception):
         self.detail = message
         self.outcome_unknown = outcome_unknown
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        keywords: dict[str, Any] = {
+            "status_code": self.status_code,
+            "outcome_unknown": self.outcome_unknown,
+        }
+        return (functools.partial(type(self), **keywords), (self.call, self.detail))
+
     @property
     def worth_retrying(self) -> bool:
         """Trying again later may succeed (unreachable, 429, 5xx) and cannot do it twice."""
@@ -121,3 +135,39 @@ class ApprovalDue(Exception):
         super().__init__(f"task {task_id} was not decided by its deadline ({decision_by})")
         self.task_id = task_id
         self.decision_by = decision_by
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.task_id, self.decision_by))
+
+
+class ApprovalTimeout(Exception):
+    """Nobody decided within the wait's `timeout` seconds (the task stays as it is)."""
+
+    def __init__(self, task_id: str, timeout: float) -> None:
+        super().__init__(f"no decision on task {task_id} within {timeout:g} s")
+        self.task_id = task_id
+        self.timeout = timeout
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.task_id, self.timeout))
+
+
+class RequestKeyConflict(Exception):
+    """A request key already names a task, asked for something else: what differs, as
+    field -> (the task's value, the request's)."""
+
+    def __init__(self, request_key: str, task_id: str, differences: dict[str, Any]) -> None:
+        listed = "; ".join(
+            f"{field}: {found!r} there, {asked!r} asked"
+            for field, (found, asked) in differences.items()
+        )
+        super().__init__(
+            f"request key {request_key!r} already names task {task_id}, for another request "
+            f"({listed}); use another key for another request"
+        )
+        self.request_key = request_key
+        self.task_id = task_id
+        self.differences = differences
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.request_key, self.task_id, self.differences))
