@@ -9,6 +9,7 @@ The service's settings (`Settings`, read once per process):
 | PEOPLETASKS_SECRET_KEY | signing key(s); comma-separated, newest first |
 | PEOPLETASKS_ENVIRONMENT | `development` (default) or anything else (e.g. `production`) |
 | PEOPLETASKS_ALLOW_PRIVATE_WEBHOOKS | allow webhook targets on private addresses |
+| PEOPLETASKS_PREFECT_API_URL | Prefect API(s) the service may resume flow runs on, private or not |
 | PEOPLETASKS_AUTH_CACHE_SECONDS | how long a verified API token or task secret is remembered |
 | PEOPLETASKS_TEMPLATES_DIR | a folder whose templates override ours (pages and mail) |
 | PEOPLETASKS_WEBHOOK_* | delivery timeout, retry base / max delay / horizon, concurrency |
@@ -80,6 +81,11 @@ class Settings(BaseSettings):
     public_url: str = Field("http://127.0.0.1:8000", description="Base URL browsers reach us at.")
     secret_key: CommaList = Field(default_factory=list, description="Signing keys, newest first.")
     allow_private_webhooks: bool = False
+    prefect_api_url: CommaList = Field(
+        default_factory=list,
+        description="Prefect APIs (e.g. http://prefect:4200/api) whose flow runs the service "
+        "may resume although they are on private addresses; nothing else is opened.",
+    )
     auth_cache_seconds: float = Field(10.0, ge=0)
     link_max_age_seconds: float = Field(
         7 * 86400.0, gt=0, description="Action links expire at the deadline or after this."
@@ -104,6 +110,11 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @field_validator("prefect_api_url")
+    @classmethod
+    def _api_urls(cls, value: list[str]) -> list[str]:
+        return [url.rstrip("/") for url in value]
 
     @model_validator(mode="after")
     def _defaults(self) -> Settings:

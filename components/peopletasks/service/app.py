@@ -120,7 +120,9 @@ def create_app(
     )
     app.state.domain = domain
     app.state.settings = settings
-    app.state.target_check = target_check(allow_private=settings.allow_private_webhooks)
+    app.state.target_check = target_check(
+        allow_private=settings.allow_private_webhooks, prefect_apis=settings.prefect_api_url
+    )
     install_error_handlers(app)
     app.include_router(router)
     if fast_lane:

@@ -58,10 +58,14 @@ class _Outcome:
     final: bool = False  #: not delivered, and no later attempt could be: do not retry
 
 
-def make_sender(*, allow_private: bool, timeout: float = 10.0) -> Sender:
-    """The sender deliveries go out through (SSRF-checked, capped answers)."""
+def make_sender(
+    *, allow_private: bool, timeout: float = 10.0, trusted: tuple[str, ...] = ()
+) -> Sender:
+    """The sender deliveries go out through (SSRF-checked, capped answers; `trusted`:
+    URLs whose origins are connected to whatever their address)."""
     return Sender(
         allow_private=allow_private,
+        trusted=trusted,
         timeout=timeout,
         connect_timeout=min(timeout, 5.0),
         body_cap=RESPONSE_BODY_CAP,
