@@ -19,6 +19,7 @@ from __future__ import annotations
 from prefect.context import FlowRunContext
 from prefect.utilities.asyncutils import run_coro_as_sync
 
+from peopletasks.prefect.connection import connect
 from peopletasks.prefect.decision import Decision
 from peopletasks.prefect.request import (
     ApprovalRequest,
@@ -40,43 +41,41 @@ async def ask(request: ApprovalRequest, site: str) -> Decision:
     mode = WAIT_MODES[request.wait]
     mode.check_run()  # refused before anything is created
     request_key = request_key_for(request.key, site)
-    created = await create_step(request.service, request.backend)(
-        request.title,
-        request.approver,
-        request.requester,
-        request.description,
-        request.deadline,
-        request_key=request_key,
-        service=request.service,
-        backend=request.backend,
-        if_exists="update",
-    )
-    if isinstance(request, EmailApprovalRequest):
-        context = FlowRunContext.get()
-        if mode.suspends and created.get("status") == "pending" and context and context.flow_run:
-            # The service checks where it will resume the run before anyone is mailed.
-            await register_resume(
-                str(created["id"]),
-                flow_run_id=str(context.flow_run.id),
-                service=request.service,
-                backend=request.backend,
-            )
-        await send_approval_email(
-            created,
-            mail=request.mail,
-            sender=request.sender,
-            reply_to=request.reply_to,
-            copy_to_requester=request.copy_to_requester,
+    # One connection (one block load) for every step of this request.
+    async with connect(request.service, request.backend) as system:
+        created = await create_step(backend=system)(
+            request.title,
+            request.approver,
+            request.requester,
+            request.description,
+            request.deadline,
+            request_key=request_key,
+            backend=system,
+            if_exists="update",
         )
-    return await wait_for_decision(
-        created,
-        wait=request.wait,
-        on_due=request.on_due,
-        service=request.service,
-        backend=request.backend,
-        timeout=request.timeout,
-        poll_interval=request.poll_interval,
-    )
+        if isinstance(request, EmailApprovalRequest):
+            context = FlowRunContext.get()
+            pending = created.get("status") == "pending"
+            if mode.suspends and pending and context and context.flow_run:
+                # The service checks where it will resume the run before anyone is mailed.
+                await register_resume(
+                    str(created["id"]), flow_run_id=str(context.flow_run.id), backend=system
+                )
+            await send_approval_email(
+                created,
+                mail=request.mail,
+                sender=request.sender,
+                reply_to=request.reply_to,
+                copy_to_requester=request.copy_to_requester,
+            )
+        return await wait_for_decision(
+            created,
+            wait=request.wait,
+            on_due=request.on_due,
+            backend=system,
+            timeout=request.timeout,
+            poll_interval=request.poll_interval,
+        )
 
 
 @takes(ApprovalRequest)

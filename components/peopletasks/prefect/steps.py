@@ -3,7 +3,8 @@ between them).
 
 ```
 create_approval_task   the task (found again by its request key; updated when the request
-                       changed; cached per key for systems that cannot find it themselves)
+                       changed; cached per key for systems that cannot find it themselves;
+                       request_approval asks our service directly, see create_step)
 register_resume        suspend mode: the service will resume this flow run (once per run
                        and task; refused by the service before any mail goes out)
 send_approval_email    the signed Approve / Reject links (cached per task: never twice)
@@ -13,7 +14,9 @@ record_decision        a log line and a Markdown artifact on the run (once per r
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
 import re
 from datetime import datetime
 from typing import Any, Literal
@@ -22,6 +25,7 @@ from prefect import State, Task, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import TaskRun
 from prefect.context import FlowRunContext, TaskRunContext
+from prefect.exceptions import MissingContextError
 from prefect.logging import get_run_logger
 
 from peopletasks.backends.base import TaskBackend
@@ -40,6 +44,7 @@ from peopletasks.settings import component_settings
 from peopletasks.timeutil import parse_datetime
 
 IfExists = Literal["reuse", "update", "error"]
+log = logging.getLogger("peopletasks.prefect")
 
 
 def _iso(value: str | datetime | None) -> str | None:
@@ -57,10 +62,22 @@ def _worth_retrying(task: Task[..., Any], task_run: TaskRun, state: State[Any]) 
     return True
 
 
+#: Waits before retrying a create that failed for now (after the HTTP loop's own retries).
+CREATE_RETRY_DELAYS = (1.0, 5.0, 15.0)
+
+
+def run_logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    """The flow or task run's logger; outside a run, the module's."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return log
+
+
 @task(
     name="create-approval-task",
-    retries=3,
-    retry_delay_seconds=[1, 5, 15],
+    retries=len(CREATE_RETRY_DELAYS),
+    retry_delay_seconds=list(CREATE_RETRY_DELAYS),
     retry_condition_fn=_worth_retrying,
     cache_policy=NO_CACHE,
     persist_result=False,
@@ -108,7 +125,7 @@ async def create_approval_task(
             )
         task_id = client.task_id_of(created)
         name = client.name
-    get_run_logger().info("task %s in %s for %s", task_id, name, approver)
+    run_logger().info("task %s in %s for %s", task_id, name, approver)
     return created
 
 
@@ -135,7 +152,7 @@ async def _reconcile(
         description=asked["description"],
         decision_by=asked["decisionBy"],
     )
-    get_run_logger().info(
+    run_logger().info(
         "task %s updated to this request: %s", found["id"], ", ".join(sorted(changed))
     )
     # Asked again, the service answers the task as it now is, with its secrets and links.
@@ -175,8 +192,8 @@ def _create_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> st
 _create_once_per_key = Task(
     create_approval_task.fn,
     name="create-approval-task",
-    retries=3,
-    retry_delay_seconds=[1, 5, 15],
+    retries=len(CREATE_RETRY_DELAYS),
+    retry_delay_seconds=list(CREATE_RETRY_DELAYS),
     retry_condition_fn=_worth_retrying,
     cache_key_fn=_create_cache_key,
     persist_result=True,
@@ -185,11 +202,29 @@ _create_once_per_key = Task(
 
 
 def create_step(service: ServiceLike = None, backend: BackendLike = None) -> Any:
-    """`create_approval_task`, cached per request key when the system cannot find a task by
-    its key itself (a retried flow run then finds the task it created)."""
+    """How `request_approval` creates its task.
+
+    A system that finds a task by its key (our service) is simply asked, retrying what
+    fails for now as the Prefect task would: no task run, so a run that starts again
+    (a resumed suspension) finds its task in one call. A system that cannot is asked
+    through `create_approval_task` cached per request key (a retried flow run then
+    finds the task it created in Prefect's result storage).
+    """
     if capabilities_of(service, backend).finds_by_key:
-        return create_approval_task
+        return _create_retrying
     return _create_once_per_key
+
+
+async def _create_retrying(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    for delay in (*CREATE_RETRY_DELAYS, None):
+        try:
+            return await create_approval_task.fn(*args, **kwargs)
+        except BackendError as exc:
+            if delay is None or not exc.worth_retrying:
+                raise
+            run_logger().warning("%s; trying again in %g s", exc, delay)
+            await asyncio.sleep(delay)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _resume_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
@@ -283,7 +318,7 @@ async def send_approval_email(
         )
     async with Mailer(config) as mailer:
         sent = [await mailer.send(message) for message in messages]
-    get_run_logger().info("approval mail for task %s sent to %s", task["id"], task["approver"])
+    run_logger().info("approval mail for task %s sent to %s", task["id"], task["approver"])
     return [delivery.message_id or "" for delivery in sent]
 
 
@@ -318,8 +353,7 @@ def _cell(text: str) -> str:
 async def record_decision(decision: Decision, backend: TaskBackend) -> None:
     """Log the decision and put it on the flow run as a Markdown artifact (once per run and
     task: a run that passes an earlier approval again records nothing new)."""
-    logger = get_run_logger()
-    logger.info(
+    run_logger().info(
         "task %s %s by %s at %s%s",
         decision.task_id,
         decision.status,
@@ -331,7 +365,7 @@ async def record_decision(decision: Decision, backend: TaskBackend) -> None:
     if context is None or context.flow_run is None:
         return
     from prefect import get_client
-    from prefect.artifacts import acreate_markdown_artifact
+    from prefect.client.schemas.actions import ArtifactCreate
     from prefect.client.schemas.filters import (
         ArtifactFilter,
         ArtifactFilterFlowRunId,
@@ -339,18 +373,26 @@ async def record_decision(decision: Decision, backend: TaskBackend) -> None:
     )
 
     key = _NOT_KEY.sub("-", f"approval-{decision.task_id}".lower()).strip("-")
+    run = context.flow_run
     async with get_client() as prefect:
-        existing = await prefect.read_artifacts(
-            artifact_filter=ArtifactFilter(
-                key=ArtifactFilterKey(any_=[key]),
-                flow_run_id=ArtifactFilterFlowRunId(any_=[context.flow_run.id]),
-            ),
-            limit=1,
+        if run.run_count > 1 or run.empirical_policy.pause_keys:
+            # Not the body's first run (a retry, a resumed suspension): an earlier one
+            # may have recorded it.
+            existing = await prefect.read_artifacts(
+                artifact_filter=ArtifactFilter(
+                    key=ArtifactFilterKey(any_=[key]),
+                    flow_run_id=ArtifactFilterFlowRunId(any_=[run.id]),
+                ),
+                limit=1,
+            )
+            if existing:
+                return
+        await prefect.create_artifact(
+            ArtifactCreate(
+                key=key,
+                type="markdown",
+                description=f"Decision on {decision.task_id}: {decision.status}",
+                data=decision_markdown(decision, backend.task_url(decision.task_id)),
+                flow_run_id=run.id,
+            )
         )
-    if existing:
-        return
-    await acreate_markdown_artifact(
-        decision_markdown(decision, backend.task_url(decision.task_id)),
-        key=key,
-        description=f"Decision on {decision.task_id}: {decision.status}",
-    )

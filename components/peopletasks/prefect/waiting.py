@@ -127,7 +127,9 @@ async def watch(
             await asyncio.sleep(max(0.0, min(poll_interval, remaining)))
 
 
-async def show_paused(flow_run_id: Any, task_id: str, note: str, waiting: Awaitable[T]) -> T:
+async def show_paused(
+    flow_run_id: Any, policy_before: Any, task_id: str, note: str, waiting: Awaitable[T]
+) -> T:
     """Show the run as Paused in Prefect while `waiting` runs, then Running again, without
     counting the resumption as another attempt of the run (which would use up a retry)."""
     from prefect import get_client
@@ -142,17 +144,18 @@ async def show_paused(flow_run_id: Any, task_id: str, note: str, waiting: Awaita
     try:
         return await waiting
     finally:
+        # Prefect counts a move into Running as an attempt unless the run is marked as
+        # resuming; its own resume marks it only after counting. (The run's policy as this
+        # run of the body started: a pause set with force adds no pause key to it.)
+        policy = policy_before.model_copy(update={"resuming": True})
         async with get_client() as prefect:
-            run = await prefect.read_flow_run(flow_run_id)
-            # Prefect counts a move into Running as an attempt unless the run is marked as
-            # resuming; its own resume marks it only after counting.
-            policy = run.empirical_policy.model_copy(update={"resuming": True})
             await prefect.update_flow_run(flow_run_id, empirical_policy=policy)
             await prefect.resume_flow_run(flow_run_id)
 
 
 async def suspend_until_decided(
     backend: TaskBackend,
+    task: dict[str, Any],
     task_id: str,
     note: str,
     *,
@@ -173,7 +176,9 @@ async def suspend_until_decided(
 
     context = FlowRunContext.get()
     assert context is not None and context.flow_run is not None
-    outcome = await backend.read_outcome(task_id)
+    # The task as just created (or found again) says whether it is decided: a decision is
+    # final, so a decided one needs no second read (a pending one is read again below).
+    outcome = backend.outcome(task) if "status" in task else await backend.read_outcome(task_id)
     if outcome.decided:
         return outcome  # decided (e.g. this is the run after the resume)
     await register_resume(
@@ -247,7 +252,13 @@ async def wait_for_decision(
         in_run = context is not None and context.flow_run is not None
         if mode.suspends:
             outcome = await suspend_until_decided(
-                client, task_id, note, timeout=timeout, service=service, backend_arg=backend
+                client,
+                task_dict,
+                task_id,
+                note,
+                timeout=timeout,
+                service=service,
+                backend_arg=backend,
             )
         else:
             watching = watch(
@@ -259,7 +270,8 @@ async def wait_for_decision(
             )
             if mode.shows_paused and in_run:
                 assert context is not None and context.flow_run is not None
-                outcome = await show_paused(context.flow_run.id, task_id, note, watching)
+                run = context.flow_run
+                outcome = await show_paused(run.id, run.empirical_policy, task_id, note, watching)
             else:
                 outcome = await watching
         decision = Decision.from_outcome(outcome)
