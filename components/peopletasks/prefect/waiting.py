@@ -135,21 +135,23 @@ async def show_paused(
     from prefect import get_client
     from prefect.states import Paused
 
+    # Prefect counts a move into Running as an attempt unless the run is marked as
+    # resuming; its own resume marks it only after counting. So the run is marked before
+    # it pauses (nothing clears the mark until it runs again; the policy is the run's as
+    # this run of the body started: a pause set with force adds no pause key to it), and
+    # the resumption, when the decision is in, is one call.
     # A client only around each call, not held through the wait: a thousand waiting
     # runs would otherwise each keep an HTTP client (and its TLS context) alive.
+    policy = policy_before.model_copy(update={"resuming": True})
     async with get_client() as prefect:
+        await prefect.update_flow_run(flow_run_id, empirical_policy=policy)
         await prefect.set_flow_run_state(
             flow_run_id, Paused(pause_key=f"peopletasks-{task_id}", message=note), force=True
         )
     try:
         return await waiting
     finally:
-        # Prefect counts a move into Running as an attempt unless the run is marked as
-        # resuming; its own resume marks it only after counting. (The run's policy as this
-        # run of the body started: a pause set with force adds no pause key to it.)
-        policy = policy_before.model_copy(update={"resuming": True})
         async with get_client() as prefect:
-            await prefect.update_flow_run(flow_run_id, empirical_policy=policy)
             await prefect.resume_flow_run(flow_run_id)
 
 
