@@ -1,23 +1,30 @@
-"""How fast a paused approval resumes, against bare Prefect pause / resume; 1,000 waits.
+"""How fast a decided approval resumes its flow, against bare Prefect; 1,000 waits.
 
     .venv/bin/python bench/resume.py [--samples 20] [--baseline-samples 5] [--waiters 1000]
-                                     [--prefect-db postgresql|sqlite]
+                                     [--suspend-samples 5] [--prefect-db postgresql|sqlite]
 
-One run starts `peopletasks serve` (SQLite in a temp directory) and a real Prefect
-server (`prefect server start`, no UI) on a throw-away PostgreSQL cluster
+One run starts a real Prefect server (`prefect server start`, no UI; the tests' own
+tests/support/prefect_server.py) on a throw-away PostgreSQL cluster
 (tests/support/postgres.py; `--prefect-db sqlite` puts it on a SQLite file instead,
-where 1,000 waits stall on "database is locked"), then:
+where 1,000 waits stall on "database is locked") and `peopletasks serve` (SQLite in a
+temp directory; private webhook targets refused, the Prefect API named in
+PEOPLETASKS_PREFECT_API_URL), then:
 
 1. `--samples` times, one after another: an async flow calls `arequest_approval`
    (pause mode); once the task exists the bench approves it through the API and
    measures the time from the approve call's answer to the flow's next line.
 2. `--baseline-samples` times: a flow calls bare `pause_flow_run()` (default poll
    interval, 10 s) and the bench calls `resume_flow_run` from the outside; same delay.
-3. `--waiters` async flows in this process wait in `arequest_approval` at once,
+3. and 4. suspend mode, `--suspend-samples` times each: bench/suspend_flows.py's `ours`
+   (`request_approval(wait="suspend")`, decided through the service's API, which
+   resumes the run) and `bare` (`suspend_flow_run()`, resumed with `resume_flow_run`),
+   alternating, under `flow.serve` and under a process worker, both polling every
+   second: decision -> the run's Completed state.
+5. `--waiters` async flows in this process wait in `arequest_approval` at once,
    sharing one Prefect API client (`AsyncClientContext`; `--client-per-run` for
    Prefect's default of one client per run); the bench reads the process's peak RSS and counts requests to Prefect's API over a
    `--window` second window, then approves them all and checks every flow finished.
-4. Prints the targets and whether each is met (MISSED otherwise; exit code stays 0).
+6. Prints the targets and whether each is met (MISSED otherwise; exit code stays 0).
 
 A smoke run (a minute or two): `--samples 5 --baseline-samples 2 --waiters 50`.
 """
@@ -79,13 +86,14 @@ def rss_peak_mb() -> float:
 
 
 class Service:
-    def __init__(self, workdir: Path, port: int) -> None:
+    def __init__(self, workdir: Path, port: int, prefect_api: str) -> None:
         self.base = f"http://127.0.0.1:{port}"
         self.env = {
             **os.environ,
             "PEOPLETASKS_DATABASE_URL": f"sqlite+aiosqlite:///{workdir / 'tasks.db'}",
             "PEOPLETASKS_SECRET_KEY": secrets.token_urlsafe(32),
-            "PEOPLETASKS_ALLOW_PRIVATE_WEBHOOKS": "true",
+            # As in production: private targets refused, our own Prefect API named.
+            "PEOPLETASKS_PREFECT_API_URL": prefect_api,
             "PEOPLETASKS_PUBLIC_URL": self.base,
         }
         self.port = port
@@ -133,73 +141,38 @@ class Service:
                 self.proc.wait()
 
 
-class PrefectServer:
-    """`prefect server start` (API only) on PostgreSQL (a throw-away cluster) or SQLite."""
+def start_prefect(workdir: Path, database: str) -> tuple[Any, Any]:
+    """`prefect server start` (API only) on a throw-away PostgreSQL cluster or SQLite."""
+    sys.path.insert(0, str(REPO))
+    from tests.support.prefect_server import PrefectServer
 
-    def __init__(self, workdir: Path, port: int, database: str) -> None:
-        self.workdir = workdir
-        self.port = port
-        self.database = database
-        self.api_url = f"http://127.0.0.1:{port}/api"
-        self.log = workdir / "prefect-server.log"
-        self.cluster: Any = None
-        self.proc: subprocess.Popen[bytes] | None = None
+    cluster: Any = None
+    if database == "postgresql":
+        from tests.support.postgres import PostgresCluster, postgres_available
 
-    def start(self) -> None:
-        if self.database == "postgresql":
-            sys.path.insert(0, str(REPO))
-            from tests.support.postgres import PostgresCluster, postgres_available
-
-            if not postgres_available():
-                raise SystemExit(
-                    "PostgreSQL binaries not found (apt-get install postgresql, or set "
-                    "PEOPLETASKS_PG_BINDIR); or run with --prefect-db sqlite"
-                )
-            self.cluster = PostgresCluster(settings={"max_connections": "300"})
-            self.cluster.start()
-            url = self.cluster.create_database("prefect")
-        else:
-            url = f"sqlite+aiosqlite:///{self.workdir / 'prefect.db'}"
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")},
-            "PREFECT_HOME": str(self.workdir / "prefect-server-home"),
-            "PREFECT_API_DATABASE_CONNECTION_URL": url,
-            "PREFECT_SERVER_DATABASE_SQLALCHEMY_POOL_SIZE": "20",
-            "PREFECT_SERVER_DATABASE_SQLALCHEMY_MAX_OVERFLOW": "40",
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "PREFECT_SERVER_UI_ENABLED": "false",
-            "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
-        }
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [str(PREFECT), "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
+        if not postgres_available():
+            raise SystemExit(
+                "PostgreSQL binaries not found (apt-get install postgresql, or set "
+                "PEOPLETASKS_PG_BINDIR); or run with --prefect-db sqlite"
             )
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise SystemExit(f"prefect server exited:\n{self.log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{self.api_url}/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        raise SystemExit(f"prefect server not healthy:\n{self.log.read_text()[-3000:]}")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        if self.cluster is not None:
-            self.cluster.stop()
+        cluster = PostgresCluster(settings={"max_connections": "300"})
+        cluster.start()
+        url = cluster.create_database("prefect")
+    else:
+        url = f"sqlite+aiosqlite:///{workdir / 'prefect.db'}"
+    server = PrefectServer(
+        workdir,
+        database_url=url,
+        PREFECT_SERVER_DATABASE_SQLALCHEMY_POOL_SIZE="20",
+        PREFECT_SERVER_DATABASE_SQLALCHEMY_MAX_OVERFLOW="40",
+    )
+    try:
+        server.start()
+    except BaseException:
+        if cluster is not None:
+            cluster.stop()
+        raise
+    return server, cluster
 
 
 # -- the bench ------------------------------------------------------------------
@@ -361,7 +334,7 @@ async def many(
 
         await asyncio.gather(*(one(t["id"]) for t in tasks))
         try:
-            results = await asyncio.wait_for(gathered, 120 if len(tasks) == waiters else 60)
+            results = await asyncio.wait_for(gathered, 600 if len(tasks) == waiters else 120)
         except TimeoutError:
             results = []
         finished = time.perf_counter() - approving
@@ -381,8 +354,139 @@ async def many(
     }
 
 
+# -- suspend mode: decision -> run Completed, served and under a worker ------------------
+
+POOL = "bench-approvals"
+
+
+def start_flow_processes(workdir: Path) -> list[subprocess.Popen[bytes]]:
+    """`flow.serve` of bench/suspend_flows.py and a process worker, both polling every
+    second (PREFECT_RUNNER_POLL_FREQUENCY / PREFECT_WORKER_QUERY_SECONDS)."""
+    env = {
+        **os.environ,
+        "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+        "PREFECT_WORKER_QUERY_SECONDS": "1",
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+        "PYTHONPATH": str(HERE),
+    }
+    started = []
+    for name, command in (
+        ("serve", [sys.executable, str(HERE / "suspend_flows.py"), "serve"]),
+        ("worker", [str(PREFECT), "worker", "start", "--pool", POOL, "--type", "process"]),
+    ):
+        with (workdir / f"{name}.log").open("ab") as log:
+            started.append(
+                subprocess.Popen(
+                    command,
+                    cwd=REPO,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
+    return started
+
+
+def stop_processes(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGINT)
+    for process in processes:
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+async def deploy_to_the_pool(svc: Service) -> None:
+    """The block the flows use, the pool and its two deployments (entrypoints importable
+    from bench/, which the worker has on its PYTHONPATH)."""
+    from prefect import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+
+    from peopletasks import PeopleTaskService
+
+    await PeopleTaskService(url=svc.base, token=svc.token).save("bench", overwrite=True)
+    async with get_client() as client:
+        await client.create_work_pool(WorkPoolCreate(name=POOL, type="process"), overwrite=True)
+        for kind in ("ours", "bare"):
+            flow_id = await client.create_flow_from_name(f"bench-suspend-{kind}")
+            await client.create_deployment(
+                flow_id=flow_id,
+                name="worker",
+                entrypoint=f"suspend_flows.{kind}",
+                work_pool_name=POOL,
+                pull_steps=[],
+            )
+
+
+async def wait_state(client: Any, run_id: Any, names: set[str], timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        run = await client.read_flow_run(run_id)
+        if run.state is not None and run.state.name in names:
+            return run
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"run {run_id} never reached {names}: {run.state!r}")
+        await asyncio.sleep(0.05)
+
+
+async def suspended_delays(
+    api: httpx.AsyncClient, where: str, samples: int, run: str
+) -> dict[str, list[float]]:
+    """Decision -> run Completed, ours and bare, alternating, one run at a time.
+
+    Each run is started, reaches Suspended, and its process is given a second to exit;
+    then ours is decided through the service's API (the service resumes the run) and
+    bare is resumed with `resume_flow_run`. The delay runs from that call's answer to
+    the Completed state's timestamp (this machine's clock both).
+    """
+    from prefect import get_client
+    from prefect.deployments import run_deployment
+
+    delays: dict[str, list[float]] = {"ours": [], "bare": [], "ours in run": [], "bare in run": []}
+    async with get_client() as client:
+        deadline = time.monotonic() + 180
+        for kind in ("ours", "bare"):  # the served process registers its deployments
+            while True:
+                try:
+                    await client.read_deployment_by_name(f"bench-suspend-{kind}/{where}")
+                    break
+                except Exception:
+                    if time.monotonic() > deadline:
+                        raise
+                    await asyncio.sleep(0.5)
+        for i in range(samples):
+            for kind in ("ours", "bare"):
+                title = f"{run}-{where}-{i}"
+                flow_run = await run_deployment(
+                    f"bench-suspend-{kind}/{where}",
+                    parameters={"title": title} if kind == "ours" else {},
+                    timeout=0,
+                )
+                await wait_state(client, flow_run.id, {"Suspended"}, 180)
+                await asyncio.sleep(1.0)  # the flow-run process exits
+                if kind == "ours":
+                    (task,) = await wait_for_tasks(api, title, 1, 60)
+                    await approve(api, task["id"])
+                else:
+                    await client.resume_flow_run(flow_run.id)
+                decided = time.time()
+                await wait_state(client, flow_run.id, {"Completed"}, 180)
+                states = await client.read_flow_run_states(flow_run.id)
+                completed = [s for s in states if s.name == "Completed"][-1].timestamp
+                running = [s for s in states if s.name == "Running"][-1].timestamp
+                delays[kind].append(completed.timestamp() - decided)
+                # The part the flow's own code takes: its resumed run, Running -> Completed
+                # (the rest is Prefect's: the poll picking it up, a new process starting).
+                delays[f"{kind} in run"].append((completed - running).total_seconds())
+    return delays
+
+
 def line(name: str, value: str, target: str, met: bool) -> str:
-    return f"  {name:<34} {value:>14}   {target:<14} {'met' if met else 'MISSED'}"
+    return f"  {name:<40} {value:>16}   {target:<14} {'met' if met else 'MISSED'}"
 
 
 async def main_async(args: argparse.Namespace, svc: Service) -> None:
@@ -414,7 +518,31 @@ async def main_async(args: argparse.Namespace, svc: Service) -> None:
         print(f"   p50 {b50:.3f} s  p99 {b99:.3f} s  (mean {statistics.mean(d_bare):.3f})")
         print(f"   ratio of p50s (bare / ours): {ratio:.1f}x", flush=True)
 
-        print(f"3. {args.waiters} waits at once in pause mode ...", flush=True)
+        suspend: dict[str, dict[str, list[float]]] = {}
+        if args.suspend_samples:
+            await deploy_to_the_pool(svc)
+            processes = start_flow_processes(Path(args.workdir))
+            try:
+                for number, where in ((3, "serve"), (4, "worker")):
+                    print(
+                        f"{number}. suspend mode under {'flow.serve' if where == 'serve' else 'a process worker'}"
+                        f" (1 s poll), ours and bare suspend_flow_run + resume_flow_run "
+                        f"alternating, {args.suspend_samples} samples each ...",
+                        flush=True,
+                    )
+                    suspend[where] = await suspended_delays(api, where, args.suspend_samples, run)
+                    for kind in ("ours", "bare"):
+                        values, in_run = suspend[where][kind], suspend[where][f"{kind} in run"]
+                        print(
+                            f"   {kind:<4} decision -> Completed p50 {pct(values, 50):.2f} s "
+                            f"(min {min(values):.2f}, max {max(values):.2f}); of which the "
+                            f"resumed run Running -> Completed p50 {pct(in_run, 50):.2f} s",
+                            flush=True,
+                        )
+            finally:
+                stop_processes(processes)
+
+        print(f"5. {args.waiters} waits at once in pause mode ...", flush=True)
         m = await many(
             api,
             service,
@@ -443,10 +571,20 @@ async def main_async(args: argparse.Namespace, svc: Service) -> None:
         )
 
     print()
-    print(f"  {'target':<34} {'measured':>14}   {'goal':<14} result")
+    print(f"  {'target':<40} {'measured':>16}   {'goal':<14} result")
     print(line("resume delay p50", f"{o50:.3f} s", "<= 0.3 s", o50 <= 0.3))
     print(line("resume delay p99", f"{o99:.3f} s", "<= 1 s", o99 <= 1.0))
     print(line("faster than bare pause (p50)", f"{ratio:.1f}x", ">= 20x", ratio >= 20))
+    for where, measured in suspend.items():
+        ours50, bare50 = pct(measured["ours"], 50), pct(measured["bare"], 50)
+        print(
+            line(
+                f"suspend, {where}: ours p50 (bare p50)",
+                f"{ours50:.2f} ({bare50:.2f}) s",
+                "<= bare + 0.3",
+                ours50 <= bare50 + 0.3,
+            )
+        )
     w, n = args.waiters, m["waiting"]
     print(line(f"{n} waits: peak RSS", f"{m['rss_peak']:.0f} MB", "< 500 MB", m["rss_peak"] < 500))
     print(
@@ -468,6 +606,12 @@ def main() -> None:
     parser.add_argument("--baseline-samples", type=int, default=5)
     parser.add_argument("--waiters", type=int, default=1000)
     parser.add_argument(
+        "--suspend-samples",
+        type=int,
+        default=5,
+        help="suspend-mode samples per kind under flow.serve and under a worker (0: skip)",
+    )
+    parser.add_argument(
         "--client-per-run",
         action="store_true",
         help="let each of the waiting runs open its own Prefect API client (Prefect's "
@@ -475,7 +619,6 @@ def main() -> None:
     )
     parser.add_argument("--window", type=float, default=10.0)
     parser.add_argument("--port", type=int, default=None, help="the service's (default: free)")
-    parser.add_argument("--prefect-port", type=int, default=None, help="default: a free port")
     parser.add_argument(
         "--prefect-db",
         choices=["postgresql", "sqlite"],
@@ -488,12 +631,15 @@ def main() -> None:
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="peopletasks-resume-"))
-    svc = Service(workdir, args.port or free_port())
-    prefect_server = PrefectServer(workdir, args.prefect_port or free_port(), args.prefect_db)
+    args.workdir = str(workdir)
+    svc: Service | None = None
+    prefect_server: Any = None
+    cluster: Any = None
     try:
-        svc.start()
         print(f"starting prefect server start on {args.prefect_db} ...", flush=True)
-        prefect_server.start()
+        prefect_server, cluster = start_prefect(workdir, args.prefect_db)
+        svc = Service(workdir, args.port or free_port(), prefect_server.api_url)
+        svc.start()
         # Before this process first imports prefect: its settings come from here.
         os.environ["PREFECT_API_URL"] = prefect_server.api_url
         os.environ["PREFECT_HOME"] = str(workdir / "prefect")
@@ -506,8 +652,12 @@ def main() -> None:
     except KeyboardInterrupt:
         print("interrupted")
     finally:
-        svc.stop()
-        prefect_server.stop()
+        if svc is not None:
+            svc.stop()
+        if prefect_server is not None:
+            prefect_server.stop()
+        if cluster is not None:
+            cluster.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
 

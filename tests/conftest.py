@@ -57,13 +57,43 @@ def postgres() -> Iterator[PostgresCluster]:
 
 
 @pytest.fixture(scope="session")
-def prefect_api() -> Iterator[str]:
-    """A real Prefect server (one per session): its API URL."""
-    from prefect.settings import PREFECT_API_URL
-    from prefect.testing.utilities import prefect_test_harness
+def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Prefect server, as production runs it (`prefect server start`, its own
+    PREFECT_HOME, a free port; one per session): its API URL, which this process uses."""
+    from prefect.context import _temporary_global_settings_context, get_settings_context
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    with prefect_test_harness(server_startup_timeout=90):
-        yield str(PREFECT_API_URL.value())
+    from tests.support.prefect_server import PrefectServer
+
+    server = PrefectServer(
+        tmp_path_factory.mktemp("prefect-server"),
+        # Suspended runs past their timeout fail within a second (default: every 5 s).
+        PREFECT_SERVER_SERVICES_PAUSE_EXPIRATIONS_LOOP_SECONDS="1",
+    )
+    with (
+        server,
+        temporary_settings({PREFECT_API_URL: server.api_url}),
+        # Threads (flows run in them here) see it too, as with prefect_test_harness.
+        _temporary_global_settings_context(get_settings_context()),
+    ):
+        yield server.api_url
+        _drain_prefect_logs_and_events()
+
+
+def _drain_prefect_logs_and_events() -> None:
+    """Send what Prefect's background workers still hold before the server stops."""
+    import inspect
+
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    async def drain() -> None:
+        for result in (APILogWorker.instance().drain(), EventsWorker.drain_all()):
+            if inspect.isawaitable(result):
+                await result
+
+    run_coro_as_sync(drain())
 
 
 _db_counter = itertools.count()

@@ -38,6 +38,10 @@ SAMPLES: dict[type[errors.Error], Callable[[], errors.Error]] = {
         attempts=2,
         server="smtp.example.com:25",
     ),
+    errors.ApprovalTimeout: lambda: errors.ApprovalTimeout("t1", 30.0),
+    errors.RequestKeyConflict: lambda: errors.RequestKeyConflict(
+        "k1", "t1", {"title": ("Old", "New")}
+    ),
     errors.LinkProblem: lambda: errors.LinkProblem("expired", "the link expired", {"id": "t1"}),
     errors.InvalidSignature: lambda: errors.InvalidSignature("stale", reason="timestamp"),
 }

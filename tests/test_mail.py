@@ -250,7 +250,10 @@ def test_branding_from_the_environment() -> None:
         }
     )
     assert brand == Branding(
-        "Acme Flows", "#123456", "https://cdn.acme.example/logo.png", "Acme Inc."
+        product_name="Acme Flows",
+        accent_color="#123456",
+        logo_url="https://cdn.acme.example/logo.png",
+        footer="Acme Inc.",
     )
     assert Branding.from_env({}) == Branding()
     with pytest.raises(ValueError, match="PEOPLETASKS_BRAND_COLOR"):
@@ -317,9 +320,11 @@ def test_smtp_config_from_the_environment() -> None:
         }
     )
     assert (remote.tls, remote.port) == ("starttls", 587)
-    assert (remote.username, remote.password, remote.sender) == ("flows", "s3cret", SENDER)
+    assert (remote.username, remote.sender) == ("flows", SENDER)
+    assert remote.password is not None and remote.password.get_secret_value() == "s3cret"
     assert remote.reply_to == "help@acme.example"
     assert "s3cret" not in repr(remote)
+    assert "s3cret" not in str(remote)
     implicit = SmtpConfig.from_env(
         {"PEOPLETASKS_SMTP_HOST": "x.example", "PEOPLETASKS_SMTP_TLS": "tls"}
     )
@@ -328,6 +333,12 @@ def test_smtp_config_from_the_environment() -> None:
         SmtpConfig.from_env({"PEOPLETASKS_SMTP_TLS": "maybe"})
     with pytest.raises(ValueError, match="PEOPLETASKS_SMTP_PORT"):
         SmtpConfig.from_env({"PEOPLETASKS_SMTP_PORT": "smtp"})
+    with pytest.raises(ValueError, match="PEOPLETASKS_SMTP_TIMEOUT"):
+        SmtpConfig.from_env({"PEOPLETASKS_SMTP_TIMEOUT": "-1"})
+    # One declaration, three forms: the constructor picks TLS by host as the environment does.
+    assert SmtpConfig(host="smtp.acme.example").tls == "starttls"
+    assert SmtpConfig(host="127.0.0.1").tls == "none"
+    assert SmtpConfig(host="x.example", tls="ssl").port == 465
 
 
 # --- real SMTP servers ---------------------------------------------------------------------

@@ -24,6 +24,7 @@ from peopletasks import (
     arequest_approval,
     arequest_approval_email,
     request_approval,
+    request_approval_email,
 )
 from peopletasks.mail import MailDeliveryError, SmtpConfig
 from tests.conftest import TEST_KEY
@@ -255,3 +256,151 @@ def test_smtp_down_send_is_retried_then_the_run_fails_naming_the_server(
     assert sum(send_attempts) == 2 * 4  # each time: the send step and its 3 retries
     # One people task, however often the step and the run were retried.
     assert len(live.tasks(pattern="smtp down")) == 1
+
+
+# --- one request, found again however often the run runs ------------------------------------
+
+
+def test_a_rerun_with_a_new_deadline_and_text_updates_the_one_task(live: Live) -> None:
+    """The deadline computed from now() and the text differ between runs of the body (here
+    an in-process retry after a timeout): the run's one task follows them."""
+    attempts: list[datetime] = []
+
+    @flow(retries=1, retry_delay_seconds=0)
+    async def ask(title: str) -> Decision:
+        deadline = (datetime.now(UTC) + timedelta(days=3, seconds=len(attempts))).replace(
+            microsecond=0
+        )
+        attempts.append(deadline)
+        return await arequest_approval(
+            title,
+            "lead@example.com",
+            "ann@example.com",
+            f"attempt {len(attempts)}",
+            deadline,
+            wait="poll",
+            poll_interval=0.1,
+            timeout=1.0 if len(attempts) == 1 else 60.0,  # the first gives up: a retry
+            service=live.block,
+        )
+
+    thread, outcome = in_thread(lambda: asyncio.run(ask("rerun updates")))
+    task = live.wait_for_task("rerun updates")
+
+    def updated() -> bool:
+        [current] = live.tasks(pattern="rerun updates")
+        return bool(current["description"] == "attempt 2")
+
+    deadline = datetime.now(UTC) + timedelta(seconds=60)
+    while not updated() and datetime.now(UTC) < deadline:
+        threading.Event().wait(0.05)
+    [current] = live.tasks(pattern="rerun updates")
+    assert current["id"] == task["id"]
+    assert datetime.fromisoformat(current["decisionBy"]) == attempts[1]
+    live.decide(task["id"], "approve")
+    thread.join(60)
+    assert outcome["result"].approved is True
+    assert len(attempts) == 2  # ApprovalTimeout is retried (Python's TimeoutError was not)
+
+
+def test_each_call_in_a_loop_is_its_own_request(live: Live) -> None:
+    @flow
+    async def ask_twice(title: str) -> list[str]:
+        decisions = []
+        for _ in range(2):  # the same line, the same arguments: two approvals
+            decision = await arequest_approval(
+                title,
+                "lead@example.com",
+                "ann@example.com",
+                wait="poll",
+                poll_interval=0.1,
+                service=live.block,
+            )
+            decisions.append(decision.task_id)
+        return decisions
+
+    thread, outcome = in_thread(lambda: asyncio.run(ask_twice("twice in a loop")))
+    first = live.wait_for_task("twice in a loop")
+    live.decide(first["id"], "approve")
+    deadline = datetime.now(UTC) + timedelta(seconds=60)
+    while len(live.tasks(pattern="twice in a loop")) < 2 and datetime.now(UTC) < deadline:
+        threading.Event().wait(0.05)
+    [second] = [t for t in live.tasks(pattern="twice in a loop") if t["id"] != first["id"]]
+    live.decide(second["id"], "reject")
+    thread.join(60)
+    assert outcome["result"] == [first["id"], second["id"]]
+
+
+def test_a_pause_does_not_use_up_a_retry(live: Live) -> None:
+    attempts: list[int] = []
+
+    @flow(retries=1, retry_delay_seconds=0)
+    async def ask(title: str) -> Decision:
+        attempts.append(flow_run.run_count)
+        decision = await arequest_approval(
+            title, "lead@example.com", "ann@example.com", service=live.block
+        )
+        if len(attempts) == 1:
+            raise RuntimeError("a failure after the wait")
+        return decision
+
+    thread, outcome = in_thread(lambda: asyncio.run(ask("pause then fail")))
+    task = live.wait_for_task("pause then fail")
+    live.decide(task["id"], "approve")
+    thread.join(60)
+    assert "error" not in outcome, outcome
+    assert outcome["result"].approved is True
+    assert len(attempts) == 2  # retried (the pause was not counted as an attempt)
+    assert len(live.tasks(pattern="pause then fail")) == 1
+
+
+def test_a_failed_runs_error_reads_back_as_itself(live: Live) -> None:
+    """Prefect persists a failed run's exception; reading the run's state back (as a
+    `run_deployment` caller does) raises that error, not a TypeError from unpickling."""
+    soon = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()
+
+    @flow(persist_result=True)
+    async def ask(title: str) -> Decision:
+        return await arequest_approval(
+            title,
+            "lead@example.com",
+            "ann@example.com",
+            decision_by=soon,
+            on_due="raise",
+            wait="poll",
+            poll_interval=0.2,
+            service=live.block,
+        )
+
+    state = asyncio.run(ask("raise due", return_state=True))  # type: ignore[call-overload]
+
+    async def read_back() -> Any:
+        async with get_client() as client:
+            run = await client.read_flow_run(state.state_details.flow_run_id)
+        assert run.state is not None
+        return await run.state.aresult()
+
+    with pytest.raises(ApprovalDue) as raised:
+        asyncio.run(read_back())
+    assert raised.value.decision_by is not None
+
+
+def test_wrong_options_are_refused_before_anything_is_created(live: Live) -> None:
+    with pytest.raises(ValueError, match="wait must be one of pause, suspend, poll"):
+        request_approval("x", "a@x.org", "b@x.org", wait="later", service=live.block)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="on_due"):
+        request_approval("x", "a@x.org", "b@x.org", on_due="ignore", service=live.block)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="unexpected keyword argument 'waiting'"):
+        request_approval("x", "a@x.org", "b@x.org", waiting="poll")  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="service=, not backend="):
+        request_approval_email("x", "a@x.org", "b@x.org", backend="peoplelogic")
+
+    @flow
+    def no_deployment() -> Decision:
+        return request_approval(
+            "suspend here", "a@x.org", "b@x.org", wait="suspend", service=live.block
+        )
+
+    with pytest.raises(RuntimeError, match="wait='suspend' needs a deployment"):
+        no_deployment()
+    assert live.tasks(pattern="suspend here") == []

@@ -1,6 +1,7 @@
 """Our Blocks reach Prefect through the `prefect.collections` entry point: Prefect's
 loader imports them, a Prefect server lists their types, and a block saved once loads
-in a process that never imported peopletasks."""
+in a process that never imported peopletasks. They meet Prefect's block standards, and
+each is its configuration's one declaration made a Block."""
 
 from __future__ import annotations
 
@@ -10,14 +11,31 @@ import subprocess
 import sys
 import uuid
 
+import pytest
 from prefect import get_client
 from prefect.blocks.core import Block
 from prefect.plugins import load_prefect_collections
-from pydantic import SecretStr
+from prefect.testing.standard_test_suites import BlockStandardTestSuite
+from pydantic import BaseModel, SecretStr
 
 import peopletasks.prefect.blocks as blocks
-from peopletasks import PeopleTaskService
-from peopletasks.prefect.blocks import PeopleTaskMail
+from peopletasks import PeopleTaskClient, PeopleTaskService
+from peopletasks.backends.peoplelogic import PeoplelogicBackend
+from peopletasks.backends.plannr import PlannrBackend
+from peopletasks.prefect.blocks import (
+    PeoplelogicTasks,
+    PeopleTaskMail,
+    PlannrTasks,
+    smtp_config_from,
+)
+from peopletasks.prefect.connection import capabilities_of
+from peopletasks.settings import (
+    PeoplelogicConfig,
+    PlannrConfig,
+    ServiceConnection,
+    SmtpConfig,
+    environment_names,
+)
 
 
 def test_prefects_loader_imports_our_blocks() -> None:
@@ -60,3 +78,114 @@ def test_a_saved_block_loads_where_peopletasks_was_never_imported(prefect_api: s
         "PeopleTaskService",
         "https://tasks.example.com",
     ]
+
+
+# --- Prefect's own standards for blocks (as prefect-slack runs them) ------------------------
+
+
+class TestPeopleTaskServiceStandards(BlockStandardTestSuite):
+    @pytest.fixture
+    def block(self) -> type[Block]:
+        return PeopleTaskService
+
+
+class TestPeopleTaskMailStandards(BlockStandardTestSuite):
+    @pytest.fixture
+    def block(self) -> type[Block]:
+        return PeopleTaskMail
+
+
+class TestPeoplelogicTasksStandards(BlockStandardTestSuite):
+    @pytest.fixture
+    def block(self) -> type[Block]:
+        return PeoplelogicTasks
+
+
+class TestPlannrTasksStandards(BlockStandardTestSuite):
+    @pytest.fixture
+    def block(self) -> type[Block]:
+        return PlannrTasks
+
+
+# --- one declaration: the block, the environment and the constructor agree ------------------
+
+
+@pytest.mark.parametrize(
+    ("block", "config", "prefix"),
+    [
+        (PeopleTaskService, ServiceConnection, "PEOPLETASKS_API_"),
+        (PeopleTaskMail, SmtpConfig, "PEOPLETASKS_SMTP_"),
+        (PeoplelogicTasks, PeoplelogicConfig, "PEOPLETASKS_PEOPLELOGIC_"),
+        (PlannrTasks, PlannrConfig, "PEOPLETASKS_PLANNR_"),
+    ],
+)
+def test_a_block_has_exactly_its_configurations_fields(
+    block: type[Block], config: type[BaseModel], prefix: str
+) -> None:
+    assert issubclass(block, config)
+    assert list(block.model_fields) == list(config.model_fields)
+    names = environment_names(config, prefix)
+    assert all(name.startswith(prefix) for name in names.values())
+
+
+def test_the_environment_and_the_block_make_the_same_backend() -> None:
+    env = {
+        "PEOPLETASKS_PLANNR_TOKEN": "tok",
+        "PEOPLETASKS_PLANNR_ACCOUNT_UUID": "acc",
+        "PEOPLETASKS_PLANNR_REJECTED": "Rejected, Declined",
+        "PEOPLETASKS_PLANNR_GROUP_UUIDS": "g1,g2",
+        "PEOPLETASKS_PLANNR_PRIORITY": "high",
+        "PEOPLETASKS_PLANNR_OVERDUE_ENDS_WAIT": "true",
+    }
+    from_env = PlannrBackend.from_env(env)
+    from_block = PlannrTasks(
+        token="tok",
+        account_uuid="acc",
+        rejected=["rejected", "DECLINED"],
+        group_uuids=["g1", "g2"],
+        priority="high",
+        overdue_ends_wait=True,
+    ).get_backend()
+    direct = PlannrBackend(
+        token="tok",
+        account_uuid="acc",
+        rejected={"Rejected", "Declined"},
+        group_uuids=["g1", "g2"],
+        priority="high",
+        overdue_ends_wait=True,
+    )
+    assert isinstance(from_block, PlannrBackend)
+    assert from_env.model_dump() == from_block.model_dump() == direct.model_dump()
+    assert from_env.rejected == frozenset({"rejected", "declined"})
+
+
+def test_a_wrong_variable_is_named() -> None:
+    with pytest.raises(ValueError, match=r"PEOPLETASKS_PLANNR_PRIORITY \(priority\)"):
+        PlannrBackend.from_env({**_PLANNR, "PEOPLETASKS_PLANNR_PRIORITY": "urgent"})
+    with pytest.raises(ValueError, match=r"PEOPLETASKS_PLANNR_TOKEN \(token\): Field required"):
+        PlannrBackend.from_env({"PEOPLETASKS_PLANNR_ACCOUNT_UUID": "acc"})
+    with pytest.raises(ValueError, match="taskable_type and taskable_uuid go together"):
+        PlannrBackend.from_env({**_PLANNR, "PEOPLETASKS_PLANNR_TASKABLE_TYPE": "plan"})
+    with pytest.raises(ValueError, match="approved and rejected share"):
+        PeoplelogicTasks(token="t", entity="e", approved=["done"], rejected=["Done"])
+
+
+_PLANNR = {"PEOPLETASKS_PLANNR_TOKEN": "tok", "PEOPLETASKS_PLANNR_ACCOUNT_UUID": "acc"}
+
+
+def test_what_a_system_can_do_is_declared_on_its_backend() -> None:
+    assert PeopleTaskService.capabilities() is PeopleTaskClient.capabilities
+    assert PeoplelogicTasks.capabilities() is PeoplelogicBackend.capabilities
+    assert capabilities_of(backend="plannr-tasks/anything") is PlannrBackend.capabilities
+    assert capabilities_of(backend="peoplelogic") is PeoplelogicBackend.capabilities
+    assert capabilities_of() is PeopleTaskClient.capabilities
+    assert capabilities_of(service="people-task-service/x").resumes_flow_runs
+    assert not capabilities_of(backend=PlannrTasks(token="t", account_uuid="a")).finds_by_key
+
+
+def test_the_mail_block_sends_as_its_configuration_says() -> None:
+    block = PeopleTaskMail(host="smtp.example.com", password=SecretStr("pw"), sender="a@x.org")
+    config = smtp_config_from(block)
+    assert isinstance(config, SmtpConfig) and not isinstance(config, PeopleTaskMail)
+    assert (config.tls, config.port, config.sender) == ("starttls", 587, "a@x.org")
+    assert smtp_config_from(block, sender="b@x.org").sender == "b@x.org"

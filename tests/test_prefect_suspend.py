@@ -219,7 +219,8 @@ async def test_suspended_run_exits_then_the_decision_brings_it_back(
     served: Served, action: str, comment: str, expected: str
 ) -> None:
     title = f"suspend {action} {uuid.uuid4().hex[:6]}"
-    run, events = await served.start(title)
+    # The flow computes its deadline from now(): each run of the body asks with another.
+    run, events = await served.start(title, hours_from_now=24)
     first_pid = await suspended_with_process_gone(served, run, events)
     [task] = served.tasks(title)
     assert task["status"] == "pending"
@@ -236,7 +237,8 @@ async def test_suspended_run_exits_then_the_decision_brings_it_back(
     assert decision["task_id"] == task["id"]
     assert decision["decided_by"] == "lead@example.com"
     assert decision["comment"] == comment
-    # The re-run found its task again: still one task for this request.
+    # The re-run found its task again: still one task for this request (its key is the
+    # flow run and the call's place, not the arguments).
     assert [t["id"] for t in served.tasks(title)] == [task["id"]]
 
 

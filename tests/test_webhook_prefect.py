@@ -207,3 +207,24 @@ async def _when(
     """The value read, once it meets `condition` (for `eventually`)."""
     value = await read
     return value if condition(value) else None
+
+
+async def test_a_named_prefect_api_may_be_private_and_nothing_else_is() -> None:
+    """PEOPLETASKS_PREFECT_API_URL names the operator's own Prefect API: resumes may go
+    there although it is on a private address; every other private target stays refused."""
+    from peopletasks.errors import ValidationFailed
+    from peopletasks.webhooks.http import HTTPTransport
+    from peopletasks.webhooks.targets import target_check
+
+    own = "http://127.0.0.1:4200/api"
+    check = target_check(allow_private=False, prefect_apis=[own + "/"])
+    await check(own, "prefect.apiUrl")
+    await check("HTTP://127.0.0.1:4200/api/", "prefect.apiUrl")
+    with pytest.raises(ValidationFailed) as refused:
+        await check("http://127.0.0.1:4201/api", "prefect.apiUrl")
+    assert "PEOPLETASKS_PREFECT_API_URL" in refused.value.message
+    with pytest.raises(ValidationFailed):  # a plain webhook to it is still refused
+        await check(own, "url")
+    assert HTTPTransport(allow_private=False, trusted=[own]).trusted_origins == {
+        ("http", "127.0.0.1", 4200)
+    }

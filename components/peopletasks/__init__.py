@@ -23,9 +23,13 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ApprovalDue",
+    "ApprovalRequest",
+    "ApprovalTimeout",
     "BackendError",
+    "Capabilities",
     "Decision",
     "DecisionInput",
+    "EmailApprovalRequest",
     "PeopleTaskClient",
     "PeopleTaskMail",
     "PeopleTaskService",
@@ -33,6 +37,7 @@ __all__ = [
     "PeoplelogicTasks",
     "PlannrBackend",
     "PlannrTasks",
+    "RequestKeyConflict",
     "TaskBackend",
     "TaskOutcome",
     "__version__",
@@ -48,7 +53,12 @@ __all__ = [
 # The service does not need Prefect: its names load on first use.
 _LAZY = {
     "ApprovalDue": "peopletasks.errors",
+    "ApprovalRequest": "peopletasks.prefect.request",
+    "ApprovalTimeout": "peopletasks.errors",
     "BackendError": "peopletasks.errors",
+    "Capabilities": "peopletasks.backends.base",
+    "EmailApprovalRequest": "peopletasks.prefect.request",
+    "RequestKeyConflict": "peopletasks.errors",
     "PeopleTaskClient": "peopletasks.backends.service",
     "Decision": "peopletasks.prefect.decision",
     "DecisionInput": "peopletasks.prefect.decision",
@@ -70,11 +80,11 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
-    from peopletasks.backends.base import TaskBackend, TaskOutcome
+    from peopletasks.backends.base import Capabilities, TaskBackend, TaskOutcome
     from peopletasks.backends.peoplelogic import PeoplelogicBackend
     from peopletasks.backends.plannr import PlannrBackend
     from peopletasks.backends.service import PeopleTaskClient
-    from peopletasks.errors import ApprovalDue, BackendError
+    from peopletasks.errors import ApprovalDue, ApprovalTimeout, BackendError, RequestKeyConflict
     from peopletasks.prefect.approval import (
         arequest_approval,
         arequest_approval_email,
@@ -91,6 +101,7 @@ if TYPE_CHECKING:
         PlannrTasks,
     )
     from peopletasks.prefect.decision import Decision, DecisionInput
+    from peopletasks.prefect.request import ApprovalRequest, EmailApprovalRequest
 
 
 def __getattr__(name: str) -> Any:

@@ -17,6 +17,10 @@ Error                        the root: catch it to catch anything below
  ├── BackendError            a task system (ours, Peoplelogic, Plannr) refused a call or failed
  │                           (call, status_code, detail, outcome_unknown)
  ├── ApprovalDue             a request's deadline passed without a decision (task_id, decision_by)
+ ├── ApprovalTimeout         no decision within the wait's `timeout` (task_id, timeout); not a
+ │                           TimeoutError: Prefect would mark the run TimedOut and skip retries
+ ├── RequestKeyConflict      a request key already names a task for another request
+ │                           (request_key, task_id, differences)
  ├── MailDeliveryError       a message was not delivered (recipients, code, smtp_message, ...)
  ├── LinkInvalid             an action-link token we did not issue (tampered, truncated)
  ├── LinkProblem             an action link that cannot be used (kind: invalid | expired, task)
@@ -259,3 +263,30 @@ class SendTimeout(SendError):
 
 class UnsendableRequest(SendError):
     """The request cannot be sent as it is (its URL or a header cannot be written)."""
+
+
+class ApprovalTimeout(Error):
+    """Nobody decided within the wait's `timeout` seconds (the task stays as it is)."""
+
+    def __init__(self, task_id: str, timeout: float) -> None:
+        super().__init__(f"no decision on task {task_id} within {timeout:g} s")
+        self.task_id = task_id
+        self.timeout = timeout
+
+
+class RequestKeyConflict(Error):
+    """A request key already names a task, asked for something else: what differs, as
+    field -> (the task's value, the request's)."""
+
+    def __init__(self, request_key: str, task_id: str, differences: dict[str, Any]) -> None:
+        listed = "; ".join(
+            f"{field}: {found!r} there, {asked!r} asked"
+            for field, (found, asked) in differences.items()
+        )
+        super().__init__(
+            f"request key {request_key!r} already names task {task_id}, for another request "
+            f"({listed}); use another key for another request"
+        )
+        self.request_key = request_key
+        self.task_id = task_id
+        self.differences = differences

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +37,14 @@ def ask_and_suspend(
     decision_by: str | None = None,
     on_due: str = "return",
     approvals: int = 1,
+    hours_from_now: float | None = None,
 ) -> list[dict[str, Any]]:
-    """Ask `approvals` times in a row (titles "TITLE #1", "TITLE #2" ... when more than one)."""
+    """Ask `approvals` times in a row (titles "TITLE #1", "TITLE #2" ... when more than one).
+    `hours_from_now`: the deadline computed from now() by each run of the body (as careless
+    flow code does)."""
     record(events_file, event="enter")
+    if hours_from_now is not None:
+        decision_by = (datetime.now(UTC) + timedelta(hours=hours_from_now)).isoformat()
     decisions = []
     for n in range(1, approvals + 1):
         decision = request_approval(

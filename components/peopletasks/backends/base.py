@@ -1,11 +1,15 @@
 """What the Prefect components need from a task system: the `TaskBackend` interface.
 
 ```
-TaskBackend                 create_task, get_task, update_task, add_note, outcome
+TaskBackend                 create_task, get_task, update_task, add_note, outcome,
+ │                          wait_outcome, capabilities
  ├── PeopleTaskClient       our People Task service (the default; webhooks, long poll)
  ├── PeoplelogicBackend     Peoplelogic tasks (polled)
  └── PlannrBackend          Plannr CRM tasks (polled)
 ```
+
+What a system can do is its `capabilities` (a `Capabilities`), declared once on the
+backend class; the components read it from there (blocks and names resolve to a class).
 
 Every method speaks HTTP through `backends.http.HttpApi` (or, for our service, its
 own loop) and raises `BackendError` naming the call that failed. `outcome(task)`
@@ -16,7 +20,7 @@ pending, approved, rejected or due, who decided and when.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Literal
@@ -43,6 +47,23 @@ class TaskOutcome:
         return self.status != "pending"
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What a task system can do, as far as the approval components care."""
+
+    #: It answers the task it already has for a repeated request key (so any create may be
+    #: repeated); otherwise the Prefect step remembers the task it created, per key.
+    finds_by_key: bool = False
+    #: It tells a waiting flow run of the decision (webhooks): `wait="suspend"` works.
+    resumes_flow_runs: bool = False
+    #: It answers a wait request the moment the decision commits (`wait_outcome`);
+    #: otherwise waiting polls every `poll_interval` seconds.
+    long_poll: bool = False
+    #: A created task carries signed Approve / Reject links (so an approval mail can be
+    #: sent with them).
+    action_links: bool = False
+
+
 class TaskBackend(abc.ABC):
     """A task system the approval components create tasks in and read decisions from.
 
@@ -50,12 +71,9 @@ class TaskBackend(abc.ABC):
     configuration (Peoplelogic, Plannr) opens its connection again on next use.
     """
 
-    #: Short name used in messages ("peoplelogic").
+    #: Short name used in messages ("Peoplelogic").
     name: ClassVar[str] = "task system"
-    #: The system itself answers the same task for a repeated `request_key`.
-    idempotent_create: ClassVar[bool] = False
-    #: It can push decisions (webhooks) so that `wait="suspend"` works.
-    resumes_flow_runs: ClassVar[bool] = False
+    capabilities: ClassVar[Capabilities] = Capabilities()
 
     @abc.abstractmethod
     async def create_task(
@@ -98,6 +116,15 @@ class TaskBackend(abc.ABC):
     async def read_outcome(self, task_id: str) -> TaskOutcome:
         return self.outcome(await self.get_task(task_id))
 
+    async def wait_outcome(self, task_id: str, timeout: float) -> TaskOutcome:
+        """The outcome once decided, or as it stands after at most `timeout` seconds.
+        Without `capabilities.long_poll` it answers at once (the caller polls)."""
+        return await self.read_outcome(task_id)
+
+    def task_url(self, task_id: str) -> str | None:
+        """Where the task can be read (None: the system has no address for it)."""
+        return None
+
     @staticmethod
     def task_id_of(task: Mapping[str, Any]) -> str:
         return str(task.get("id") or task.get("uuid") or "")
@@ -110,15 +137,6 @@ class TaskBackend(abc.ABC):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
-
-
-def folded(values: Iterable[str] | str | None) -> frozenset[str]:
-    """A status set for case-insensitive matching ("Done, done " -> {"done"})."""
-    if values is None:
-        return frozenset()
-    if isinstance(values, str):
-        values = values.split(",")
-    return frozenset(v.strip().casefold() for v in values if v and v.strip())
 
 
 def parse_when(value: Any) -> datetime | None:

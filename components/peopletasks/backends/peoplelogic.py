@@ -22,15 +22,17 @@ run finds it instead of creating another).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, ClassVar
 
-from peopletasks.backends.base import TaskBackend, TaskOutcome, folded, parse_when
+from pydantic import PrivateAttr
+
+from peopletasks.backends.base import Capabilities, TaskBackend, TaskOutcome, parse_when
 from peopletasks.backends.http import HttpApi
+from peopletasks.settings import PeoplelogicConfig, from_environment
 from peopletasks.timeutil import parse_datetime, utcnow
 
-DEFAULT_URL = "https://api.peoplelogic.dev"
 MAPPING_NAMESPACE = "peopletasks"
 
 
@@ -44,7 +46,7 @@ def due_date(value: str | None) -> str | None:
         return parse_datetime(value).date().isoformat()
 
 
-class PeoplelogicBackend(TaskBackend):
+class PeoplelogicBackend(TaskBackend, PeoplelogicConfig):
     """Approvals as Peoplelogic tasks on one entity (an OKR, a meeting, an IDP ...).
 
     Example:
@@ -59,72 +61,36 @@ class PeoplelogicBackend(TaskBackend):
         ```
 
     `approver` is the Peoplelogic id of the person the task is assigned to
-    (`assignees`, of `assignee_type`); `requester` is recorded in the mapping.
+    (`assignees`, of `assignee_type`); `requester` is recorded in the mapping. The
+    keywords are `PeoplelogicConfig`'s fields (also the `PeoplelogicTasks` block's and the
+    `PEOPLETASKS_PEOPLELOGIC_*` variables).
     """
 
     name: ClassVar[str] = "Peoplelogic"
-    idempotent_create: ClassVar[bool] = False
-    resumes_flow_runs: ClassVar[bool] = False
+    capabilities: ClassVar[Capabilities] = Capabilities()  # polled; a create is sent once
 
-    def __init__(
-        self,
-        *,
-        token: str,
-        entity: str,
-        url: str = DEFAULT_URL,
-        approved: Iterable[str] | str = ("done",),
-        rejected: Iterable[str] | str = ("cancelled",),
-        assignee_type: str = "user",
-        app: str | None = None,
-        order: int | None = None,
-        order_group: str | None = None,
-        overdue_ends_wait: bool = False,
-        timeout: float = 30.0,
-        retries: int = 4,
-    ) -> None:
-        if not token:
-            raise ValueError("PeoplelogicBackend needs a token (a Peoplelogic JWT)")
-        if not entity:
-            raise ValueError("PeoplelogicBackend needs the entity the tasks belong to")
-        self.url = url.rstrip("/")
-        self.entity = entity
-        self.approved = folded(approved)
-        self.rejected = folded(rejected)
-        if not self.approved:
-            raise ValueError("approved: name at least one status.current value meaning approved")
-        if self.approved & self.rejected:
-            raise ValueError(f"approved and rejected share {sorted(self.approved & self.rejected)}")
-        self.assignee_type = assignee_type
-        self.app = app
-        self.order = order
-        self.order_group = order_group
-        self.overdue_ends_wait = overdue_ends_wait
+    _api: HttpApi = PrivateAttr()
+
+    def model_post_init(self, context: Any, /) -> None:
         self._api = HttpApi(
-            self.url,
-            {"Authorization": f"Bearer {token}", "Accept": "application/json"},
+            self.url.rstrip("/"),
+            {
+                "Authorization": f"Bearer {self.token.get_secret_value()}",
+                "Accept": "application/json",
+            },
             system="Peoplelogic",
-            timeout=timeout,
-            retries=retries,
+            timeout=self.timeout,
+            retries=self.retries,
         )
 
     def __repr__(self) -> str:
         return f"PeoplelogicBackend(url={self.url!r}, entity={self.entity!r})"
 
     @classmethod
-    def from_env(cls) -> PeoplelogicBackend:
-        """From `PEOPLETASKS_PEOPLELOGIC_URL / _TOKEN / _ENTITY / _APPROVED / _REJECTED`."""
-        from peopletasks.settings import PeoplelogicSettings
-
-        s = PeoplelogicSettings()
-        return cls(
-            url=s.url,
-            token=s.token.get_secret_value(),
-            entity=s.entity,
-            approved=s.approved,
-            rejected=s.rejected,
-            assignee_type=s.assignee_type,
-            overdue_ends_wait=s.overdue_ends_wait,
-        )
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> PeoplelogicBackend:
+        """From `PEOPLETASKS_PEOPLELOGIC_*` (a variable per field: `_URL`, `_TOKEN`,
+        `_ENTITY`, `_APPROVED`, `_REJECTED`, ...). Raises ValueError naming what is wrong."""
+        return from_environment(cls, "PEOPLETASKS_PEOPLELOGIC_", environ)
 
     async def aclose(self) -> None:
         await self._api.aclose()

@@ -24,16 +24,15 @@ created for the flow run.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any, ClassVar, Literal
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
-from peopletasks.backends.base import TaskBackend, TaskOutcome, folded, parse_when
+from pydantic import PrivateAttr
+
+from peopletasks.backends.base import Capabilities, TaskBackend, TaskOutcome, parse_when
 from peopletasks.backends.http import HttpApi
+from peopletasks.settings import PlannrConfig, from_environment
 from peopletasks.timeutil import parse_datetime, utcnow
-
-DEFAULT_URL = "https://api.plannrcrm.com"
-Priority = Literal["low", "medium", "high", "highest"]
-PRIORITIES = ("low", "medium", "high", "highest")
 
 
 def plannr_datetime(value: str | None) -> str | None:
@@ -43,7 +42,7 @@ def plannr_datetime(value: str | None) -> str | None:
     return parse_datetime(value).strftime("%Y-%m-%d %H:%M:%S")
 
 
-class PlannrBackend(TaskBackend):
+class PlannrBackend(TaskBackend, PlannrConfig):
     """Approvals as Plannr tasks, optionally on a client, case or plan (`taskable_*`).
 
     Example:
@@ -56,87 +55,38 @@ class PlannrBackend(TaskBackend):
         ```
 
     `approver` is the uuid of the Plannr account the task is assigned to
-    (`assigned_to_uuids`); Plannr records the token's account as the author.
+    (`assigned_to_uuids`); Plannr records the token's account as the author. The
+    keywords are `PlannrConfig`'s fields (also the `PlannrTasks` block's and the
+    `PEOPLETASKS_PLANNR_*` variables).
     """
 
     name: ClassVar[str] = "Plannr"
-    idempotent_create: ClassVar[bool] = False
-    resumes_flow_runs: ClassVar[bool] = False
+    capabilities: ClassVar[Capabilities] = Capabilities()  # polled; a create is sent once
 
-    def __init__(
-        self,
-        *,
-        token: str,
-        account_uuid: str,
-        url: str = DEFAULT_URL,
-        approved: Iterable[str] | str | None = None,
-        rejected: Iterable[str] | str = ("Rejected",),
-        taskable_type: Literal["client", "case", "plan"] | None = None,
-        taskable_uuid: str | None = None,
-        task_status_uuid: str | None = None,
-        parent_task_uuid: str | None = None,
-        group_uuids: Iterable[str] = (),
-        priority: Priority | None = None,
-        request_key_field: str | None = None,
-        overdue_ends_wait: bool = False,
-        timeout: float = 30.0,
-        retries: int = 4,
-    ) -> None:
-        if not token:
-            raise ValueError("PlannrBackend needs a token (OAuth or personal access token)")
-        if not account_uuid:
-            raise ValueError("PlannrBackend needs account_uuid (sent as X-PLANNR-ACCOUNT-UUID)")
-        if (taskable_type is None) != (taskable_uuid is None):
-            raise ValueError("taskable_type and taskable_uuid go together")
-        if priority is not None and priority not in PRIORITIES:
-            raise ValueError(f"priority must be one of {', '.join(PRIORITIES)}, not {priority!r}")
-        self.url = url.rstrip("/")
-        self.account_uuid = account_uuid
-        self.approved = None if approved is None else folded(approved)
-        self.rejected = folded(rejected)
-        if self.approved is not None and self.approved & self.rejected:
-            raise ValueError(f"approved and rejected share {sorted(self.approved & self.rejected)}")
-        self.taskable_type = taskable_type
-        self.taskable_uuid = taskable_uuid
-        self.task_status_uuid = task_status_uuid
-        self.parent_task_uuid = parent_task_uuid
-        self.group_uuids = list(group_uuids)
-        self.priority = priority
-        self.request_key_field = request_key_field
-        self.overdue_ends_wait = overdue_ends_wait
+    _api: HttpApi = PrivateAttr()
+
+    def model_post_init(self, context: Any, /) -> None:
         self._api = HttpApi(
-            self.url,
+            self.url.rstrip("/"),
             {
-                "Authorization": f"Bearer {token}",
-                "X-PLANNR-ACCOUNT-UUID": account_uuid,
+                "Authorization": f"Bearer {self.token.get_secret_value()}",
+                "X-PLANNR-ACCOUNT-UUID": self.account_uuid,
                 "Accept": "application/json",
             },
             system="Plannr",
-            timeout=timeout,
-            retries=retries,
+            timeout=self.timeout,
+            retries=self.retries,
         )
 
     def __repr__(self) -> str:
         return f"PlannrBackend(url={self.url!r}, account_uuid={self.account_uuid!r})"
 
     @classmethod
-    def from_env(cls) -> PlannrBackend:
-        """From `PEOPLETASKS_PLANNR_URL / _TOKEN / _ACCOUNT_UUID / _APPROVED / _REJECTED /
-        _TASKABLE_TYPE / _TASKABLE_UUID / _REQUEST_KEY_FIELD`."""
-        from peopletasks.settings import PlannrSettings
-
-        s = PlannrSettings()
-        return cls(
-            url=s.url,
-            token=s.token.get_secret_value(),
-            account_uuid=s.account_uuid,
-            approved=s.approved or None,
-            rejected=s.rejected,
-            taskable_type=s.taskable_type,
-            taskable_uuid=s.taskable_uuid,
-            request_key_field=s.request_key_field,
-            overdue_ends_wait=s.overdue_ends_wait,
-        )
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> PlannrBackend:
+        """From `PEOPLETASKS_PLANNR_*` (a variable per field: `_URL`, `_TOKEN`,
+        `_ACCOUNT_UUID`, `_APPROVED`, `_REJECTED`, `_TASKABLE_TYPE`, ...). Raises
+        ValueError naming what is wrong."""
+        return from_environment(cls, "PEOPLETASKS_PLANNR_", environ)
 
     async def aclose(self) -> None:
         await self._api.aclose()
@@ -215,7 +165,7 @@ class PlannrBackend(TaskBackend):
         state = task.get("status")
         if not isinstance(state, dict):
             state = {}
-        names = folded([str(state.get("uuid") or ""), str(state.get("name") or "")])
+        names = {str(state.get(k) or "").strip().casefold() for k in ("uuid", "name")} - {""}
         due_at = parse_when(task.get("due_at"))
         status: Any = "pending"
         if names & self.rejected:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from peopletasks.backends.base import TaskBackend, TaskOutcome, parse_when
+from peopletasks.backends.base import Capabilities, TaskBackend, TaskOutcome, parse_when
 from peopletasks.backends.http import HttpApi
 
 #: Fields of a created task that only its creator may see.
@@ -22,8 +22,12 @@ class PeopleTaskClient(TaskBackend):
     """`async with PeopleTaskClient(url, token) as client: await client.create_task(...)`."""
 
     name: ClassVar[str] = "the People Task service"
-    idempotent_create: ClassVar[bool] = True  # the service answers a used requestKey's task
-    resumes_flow_runs: ClassVar[bool] = True
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        finds_by_key=True,  # the service answers a used requestKey's task
+        resumes_flow_runs=True,  # its `prefect` webhooks
+        long_poll=True,  # GET /tasks/{id}/wait
+        action_links=True,
+    )
 
     def __init__(
         self,
@@ -147,6 +151,12 @@ class PeopleTaskClient(TaskBackend):
                 timeout=timeout + 30.0,
             )
         )
+
+    def task_url(self, task_id: str) -> str:
+        return f"{self.url}/people-task/tasks/{task_id}"
+
+    async def wait_outcome(self, task_id: str, timeout: float) -> TaskOutcome:
+        return self.outcome(await self.wait(task_id, timeout=timeout))
 
     async def register_prefect_resume(
         self, task_id: str, *, flow_run_id: str, api_url: str, api_key: str | None = None

@@ -13,13 +13,13 @@ Starlette and uvicorn, which senders do not need.
 """
 
 from peopletasks.mail.render import (
-    Branding,
     make_environment,
     message_id_for,
     render_approval_request,
     render_requester_copy,
 )
 from peopletasks.mail.send import Delivery, MailDeliveryError, Mailer, SmtpConfig, send_message
+from peopletasks.settings import Branding
 
 __all__ = [
     "Branding",

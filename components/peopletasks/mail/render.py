@@ -17,7 +17,6 @@ import hashlib
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime as format_rfc2822
@@ -30,9 +29,10 @@ from markdown_it import MarkdownIt
 from markupsafe import Markup
 
 import peopletasks
+from peopletasks.settings import Branding
+from peopletasks.settings import templates_dir as settings_templates_dir
 from peopletasks.timeutil import parse_datetime
 
-TEMPLATES_DIR_ENV = "PEOPLETASKS_TEMPLATES_DIR"
 #: The project's own templates (a symlink to the repository's `templates/`).
 DEFAULT_TEMPLATES_DIR = Path(peopletasks.__file__).parent / "templates"
 
@@ -40,71 +40,7 @@ MessageKind = Literal["approval", "copy"]
 
 _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-_HEX_COLOR = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
 _NOT_ID_CHARS = re.compile(r"[^A-Za-z0-9_-]+")
-
-
-@dataclass(frozen=True, slots=True)
-class Branding:
-    """What the mails show of the sender's brand (every field is optional)."""
-
-    product_name: str = "peopletasks"
-    #: A `#rgb` / `#rrggbb` colour: header and the Approve button.
-    accent_color: str = "#2457d6"
-    #: An absolute http(s) URL of a logo (shown ~32 px high; its alt text is the product name).
-    logo_url: str | None = None
-    #: One line at the bottom of every mail (plain text).
-    footer: str | None = None
-
-    def __post_init__(self) -> None:
-        if not _HEX_COLOR.match(self.accent_color):
-            raise ValueError(
-                f"accent_color must be a hex colour such as #2457d6, not {self.accent_color!r}"
-            )
-        if self.logo_url is not None and not self.logo_url.lower().startswith(
-            ("https://", "http://")
-        ):
-            raise ValueError(f"logo_url must be an http(s) URL, not {self.logo_url!r}")
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Branding:
-        """From `PEOPLETASKS_BRAND_NAME / _COLOR / _LOGO_URL / _FOOTER` (unset: defaults)."""
-        env = os.environ if environ is None else environ
-        defaults = cls()
-        color = env.get("PEOPLETASKS_BRAND_COLOR", "").strip() or defaults.accent_color
-        logo_url = env.get("PEOPLETASKS_BRAND_LOGO_URL", "").strip() or None
-        if not _HEX_COLOR.match(color):
-            raise ValueError("PEOPLETASKS_BRAND_COLOR must be a hex colour such as #2457d6")
-        if logo_url and not logo_url.lower().startswith(("https://", "http://")):
-            raise ValueError("PEOPLETASKS_BRAND_LOGO_URL must be an http(s) URL")
-        return cls(
-            product_name=env.get("PEOPLETASKS_BRAND_NAME", "").strip() or defaults.product_name,
-            accent_color=color,
-            logo_url=logo_url,
-            footer=env.get("PEOPLETASKS_BRAND_FOOTER", "").strip() or None,
-        )
-
-    @property
-    def accent_text_color(self) -> str:
-        """White or near-black: whichever reads better on the accent colour."""
-        return _text_color_on(self.accent_color)
-
-
-def _text_color_on(background: str) -> str:
-    digits = background.lstrip("#")
-    if len(digits) == 3:
-        digits = "".join(c * 2 for c in digits)
-
-    def channel(hex_pair: str) -> float:
-        c = int(hex_pair, 16) / 255
-        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
-
-    r, g, b = (channel(digits[i : i + 2]) for i in (0, 2, 4))
-    luminance = 0.2126 * r + 0.7152 * g + 0.0722 * b
-    # Contrast with white vs with #111111 (luminance ~0.0056).
-    on_white = 1.05 / (luminance + 0.05)
-    on_black = (luminance + 0.05) / 0.0556
-    return "#ffffff" if on_white >= on_black else "#111111"
 
 
 # --- the template environment -------------------------------------------------------------
@@ -117,7 +53,7 @@ def make_environment(templates_dir: str | os.PathLike[str] | None = None) -> jin
     Autoescapes `.html` / `.xml`, fails on undefined names. Cached per folder.
     """
     if templates_dir is None:
-        templates_dir = os.environ.get(TEMPLATES_DIR_ENV) or None
+        templates_dir = settings_templates_dir()
     override = str(Path(templates_dir).expanduser().resolve()) if templates_dir else ""
     return _environment(override)
 

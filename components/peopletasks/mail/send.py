@@ -28,123 +28,42 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
-import os
 import ssl
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import getaddresses
 from types import TracebackType
-from typing import Literal, cast, get_args, overload
+from typing import Literal, cast, overload
 
 import aiosmtplib
 
-from peopletasks.errors import MailDeliveryError as MailDeliveryError
+from peopletasks.errors import MailDeliveryError
+from peopletasks.settings import (
+    DEFAULT_PORTS,
+    DEFAULT_SENDER,
+    TLS_MODES,
+    SmtpConfig,
+    TlsMode,
+)
+
+__all__ = [
+    "DEFAULT_PORTS",
+    "DEFAULT_SENDER",
+    "TLS_MODES",
+    "Delivery",
+    "MailDeliveryError",
+    "Mailer",
+    "SmtpConfig",
+    "TlsMode",
+    "send_message",
+]
 
 log = logging.getLogger("peopletasks.mail")
 
-TlsMode = Literal["none", "starttls", "tls"]
-TLS_MODES: tuple[str, ...] = get_args(TlsMode)
-DEFAULT_PORTS: Mapping[str, int] = {"none": 25, "starttls": 587, "tls": 465}
 #: The waits before the 2nd, 3rd and 4th attempt of a send.
 DEFAULT_RETRY_DELAYS: tuple[float, ...] = (0.5, 1.0, 2.0)
-DEFAULT_SENDER = "peopletasks@localhost"
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
-
-
-def _is_loopback(host: str) -> bool:
-    if host.lower() in {"localhost", "localhost.localdomain"}:
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-@dataclass(frozen=True, slots=True)
-class SmtpConfig:
-    """Where and how to send. `port` None means the usual port of `tls`:
-    25 (`none`), 587 (`starttls`), 465 (`tls`, i.e. implicit TLS)."""
-
-    host: str = "localhost"
-    port: int | None = None
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    tls: TlsMode = "none"
-    #: The From address of messages that have none, and the envelope sender then.
-    sender: str = DEFAULT_SENDER
-    #: The Reply-To of messages that have none (None: no Reply-To).
-    reply_to: str | None = None
-    #: Seconds for connecting and for each server answer.
-    timeout: float = 30.0
-    validate_certs: bool = True
-    #: A PEM file of CA certificates to trust (e.g. a private CA); None: the system's.
-    cafile: str | None = None
-    #: The name we give in EHLO; None: this machine's FQDN.
-    local_hostname: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.tls not in TLS_MODES:
-            raise ValueError(f"tls must be one of {', '.join(TLS_MODES)}, not {self.tls!r}")
-        if self.port is None:
-            object.__setattr__(self, "port", DEFAULT_PORTS[self.tls])
-        elif not 0 < self.port < 65536:
-            raise ValueError(f"port must be 1-65535, not {self.port}")
-        if self.timeout <= 0:
-            raise ValueError("timeout must be positive")
-
-    @property
-    def address(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> SmtpConfig:
-        """From `PEOPLETASKS_SMTP_*`: HOST (localhost), PORT (by TLS), USERNAME, PASSWORD,
-        TLS (`none` | `starttls` | `tls`; default `none` for a loopback host, else
-        `starttls`), FROM, REPLY_TO, TIMEOUT (30), VALIDATE_CERTS (true), CAFILE,
-        LOCAL_HOSTNAME. Raises ValueError naming the variable that is wrong."""
-        env = os.environ if environ is None else environ
-
-        def get(name: str) -> str | None:
-            value = env.get(f"PEOPLETASKS_SMTP_{name}", "").strip()
-            return value or None
-
-        host = get("HOST") or "localhost"
-        tls = (get("TLS") or ("none" if _is_loopback(host) else "starttls")).lower()
-        tls = {"ssl": "tls", "implicit": "tls", "off": "none", "false": "none"}.get(tls, tls)
-        if tls not in TLS_MODES:
-            raise ValueError(f"PEOPLETASKS_SMTP_TLS must be one of {', '.join(TLS_MODES)}")
-        port_text = get("PORT")
-        try:
-            port = int(port_text) if port_text else None
-        except ValueError:
-            raise ValueError(f"PEOPLETASKS_SMTP_PORT must be a number, not {port_text!r}") from None
-        timeout_text = get("TIMEOUT")
-        try:
-            timeout = float(timeout_text) if timeout_text else 30.0
-        except ValueError:
-            raise ValueError(
-                f"PEOPLETASKS_SMTP_TIMEOUT must be seconds, not {timeout_text!r}"
-            ) from None
-        validate_text = (get("VALIDATE_CERTS") or "true").lower()
-        if validate_text not in _TRUE | _FALSE:
-            raise ValueError("PEOPLETASKS_SMTP_VALIDATE_CERTS must be true or false")
-        return cls(
-            host=host,
-            port=port,
-            username=get("USERNAME"),
-            password=env.get("PEOPLETASKS_SMTP_PASSWORD") or None,
-            tls=cast(TlsMode, tls),
-            sender=get("FROM") or DEFAULT_SENDER,
-            reply_to=get("REPLY_TO"),
-            timeout=timeout,
-            validate_certs=validate_text in _TRUE,
-            cafile=get("CAFILE"),
-            local_hostname=get("LOCAL_HOSTNAME"),
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,7 +261,11 @@ class Mailer:
             hostname=cfg.host,
             port=cfg.port,
             username=cfg.username,
-            password=cfg.password if cfg.username is not None else None,
+            password=(
+                cfg.password.get_secret_value()
+                if cfg.username is not None and cfg.password is not None
+                else None
+            ),
             local_hostname=cfg.local_hostname,
             timeout=cfg.timeout,
             use_tls=cfg.tls == "tls",

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from prefect.input import RunInput
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from peopletasks.backends.base import TaskOutcome
 from peopletasks.backends.service import SECRET_FIELDS
@@ -52,9 +52,20 @@ class Decision(BaseModel):
             task=outcome.task,
         )
 
+    @property
+    def summary(self) -> str:
+        """One line: `approved by lead@example.com at 2026-12-01 17:00:00+00:00: "Enjoy"`."""
+        if self.status == "due":
+            return f"due: not decided by the deadline (task {self.task_id})"
+        by = f" by {self.decided_by}" if self.decided_by else ""
+        at = f" at {self.decided_at.isoformat()}" if self.decided_at else ""
+        said = f': "{self.comment}"' if self.comment else ""
+        return f"{self.status}{by}{at}{said} (task {self.task_id})"
+
 
 class DecisionInput(RunInput):
-    """The run input the service resumes a paused or suspended flow run with."""
+    """The run input the service resumes a paused or suspended flow run with (for flows
+    that pause with `pause_flow_run(wait_for_input=DecisionInput)` themselves)."""
 
     status: str
     approved: bool
@@ -64,4 +75,12 @@ class DecisionInput(RunInput):
     comment: str | None = None
 
 
-__all__ = ["SECRET_FIELDS", "Decision", "DecisionInput"]
+class ResumeInput(RunInput):
+    """What a run suspended by `wait="suspend"` accepts when resumed: anything (the
+    service's decision, or Prefect's Resume form, which asks for nothing). The run reads
+    the decision from the task itself; the form's description says where to decide."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+__all__ = ["SECRET_FIELDS", "Decision", "DecisionInput", "ResumeInput"]

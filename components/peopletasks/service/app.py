@@ -105,7 +105,9 @@ def create_app(settings: Settings | None = None, *, domain: Domain | None = None
     )
     app.state.domain = domain
     app.state.settings = settings
-    app.state.target_check = target_check(allow_private=settings.allow_private_webhooks)
+    app.state.target_check = target_check(
+        allow_private=settings.allow_private_webhooks, prefect_apis=settings.prefect_api_url
+    )
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.include_router(pages_router)

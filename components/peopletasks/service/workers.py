@@ -114,6 +114,7 @@ class BackgroundWorkers:
         self._tasks: list[asyncio.Task[None]] = []
         self.sender = make_sender(
             allow_private=settings.allow_private_webhooks,
+            trusted=tuple(settings.prefect_api_url),
             timeout=settings.webhook_timeout_seconds,
         )
         self.dispatcher = Dispatcher(

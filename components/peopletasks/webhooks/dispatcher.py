@@ -67,13 +67,21 @@ class _Outcome:
 
 
 def make_sender(
-    *, allow_private: bool, timeout: float = 10.0, transport: Transport | None = None
+    *,
+    allow_private: bool,
+    timeout: float = 10.0,
+    trusted: tuple[str, ...] = (),
+    transport: Transport | None = None,
 ) -> Sender:
-    """The sender deliveries go out through: over `HTTPTransport` (SSRF-checked) unless
-    another `transport` is given (tests: `MockTransport`); answers capped."""
+    """The sender deliveries go out through: over `HTTPTransport` (SSRF-checked; `trusted`:
+    URLs whose origins are connected to whatever their address) unless another
+    `transport` is given (tests: `MockTransport`); answers capped."""
     if transport is None:
         transport = HTTPTransport(
-            allow_private=allow_private, timeout=timeout, connect_timeout=min(timeout, 5.0)
+            allow_private=allow_private,
+            trusted=trusted,
+            timeout=timeout,
+            connect_timeout=min(timeout, 5.0),
         )
     return Sender(transport, body_cap=RESPONSE_BODY_CAP, user_agent=USER_AGENT)
 

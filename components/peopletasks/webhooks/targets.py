@@ -34,6 +34,7 @@ import asyncio
 import ipaddress
 import socket
 import unicodedata
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -394,16 +395,26 @@ async def check_target_resolves(url: str, *, allow_private: bool) -> None:
         raise _refuse(f"cannot resolve {host}: timed out") from None
 
 
-def target_check(*, allow_private: bool) -> TargetCheck:
+def target_check(*, allow_private: bool, prefect_apis: Iterable[str] = ()) -> TargetCheck:
     """Registration's check: an http(s) URL whose host resolves to public addresses
-    only (unless allowed); gives the URL normalised, as it is to be stored."""
+    only (unless allowed), or, for a Prefect resume (`prefect.apiUrl`), one of the
+    Prefect APIs the operator named (PEOPLETASKS_PREFECT_API_URL), wherever it is;
+    gives the URL normalised, as it is to be stored."""
+    named = frozenset(check_target_url(url).rstrip("/") for url in prefect_apis)
 
     async def check(url: str, field: str) -> str:
         try:
             normalised = check_target_url(url)
+            if field == "prefect.apiUrl" and normalised.rstrip("/") in named:
+                return normalised
             await check_target_resolves(normalised, allow_private=allow_private)
         except ValidationFailed as exc:
             message = exc.details[0]["message"] if exc.details else exc.message
+            if field == "prefect.apiUrl":
+                message += (
+                    "; to resume flow runs on your own Prefect server, name its API in "
+                    "PEOPLETASKS_PREFECT_API_URL (e.g. http://prefect:4200/api)"
+                )
             raise ValidationFailed.field(field, message) from None
         return normalised
 
