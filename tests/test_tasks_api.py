@@ -22,6 +22,8 @@ PUBLIC_FIELDS = {
     "id", "title", "description", "requester", "approver", "status", "decisionBy", "public",
     "allowLateDecision", "createdBy", "createdAt", "updatedAt", "decidedBy", "decidedAt",
     "comment", "requestKey",
+    # Appmixer's components' names of id and decidedAt (tests/test_appmixer.py)
+    "taskId", "decisionMade",
     # Peoplelogic's and Plannr's fields (tests/test_task_fields.py)
     "priority", "order", "orderGroup", "parentId", "active", "completedAt", "completedBy",
     "notesCount", "assignees", "connectedTo", "customFields", "mappings", "statusHistory",

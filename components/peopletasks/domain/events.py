@@ -10,6 +10,7 @@ they are handed to it at commit (see `handoff`).
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -40,6 +41,24 @@ async def record_status_change(domain: Domain, conn: Conn, task_row: Row[Any]) -
     await announce_change(conn, task_row.id)
     after_commit(lambda: domain.decisions.notify(task_row.id))
     hooks = await outbox.active_webhooks(conn, task_row.seq)
+    return await _write_event(domain, conn, task_row, hooks)
+
+
+async def record_current_status(
+    domain: Domain, conn: Conn, task_row: Row[Any], hook: Row[Any]
+) -> int:
+    """Tell one webhook, registered after its task was decided or became due, the
+    status it missed: an event of that status with a delivery to `hook` alone (the
+    task's other webhooks heard it when it happened)."""
+    return await _write_event(domain, conn, task_row, [hook])
+
+
+async def _write_event(
+    domain: Domain, conn: Conn, task_row: Row[Any], hooks: Sequence[Row[Any]]
+) -> int:
+    """An event of `task_row`'s status with a delivery per webhook of `hooks`
+    (`outbox.EVENT_HOOK_COLUMNS`), handed to this process's dispatcher at commit when
+    it has room. Returns how many deliveries were written."""
     if not hooks:
         return 0
     now = utcnow()

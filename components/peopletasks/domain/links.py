@@ -28,6 +28,8 @@ class OpenedLink:
     expires_at: datetime
     task: dict[str, Any]
     org_id: int
+    #: the task's approver, as addresses compare (the view shows it as given)
+    approver: str
     #: the other action's token, so the page can offer both buttons
     other_token: str
     #: whether the task can take a decision now
@@ -95,7 +97,14 @@ async def open_link(domain: Domain, token: str) -> OpenedLink:
         expires_at=claims.expires_at,
     )
     return OpenedLink(
-        token, claims.action, claims.expires_at, view, row.org_id, other, standing(row, now)
+        token,
+        claims.action,
+        claims.expires_at,
+        view,
+        row.org_id,
+        row.approver,
+        other,
+        standing(row, now),
     )
 
 
@@ -103,7 +112,7 @@ async def decide_by_link(domain: Domain, opened: OpenedLink, comment: str | None
     """The approver's decision through the link (the same rules as the API)."""
     approver = Principal(
         org_id=opened.org_id,
-        email=opened.task["approver"],
+        email=opened.approver,
         kind=PrincipalKind.APPROVER_SECRET,
         task_id=opened.task["id"],
     )
