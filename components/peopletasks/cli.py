@@ -235,5 +235,27 @@ def secret_rotate(email: str, role: str, organization: str) -> None:
     click.echo(value)
 
 
+@main.group()
+def dashboard() -> None:
+    """The people's dashboard."""
+
+
+@dashboard.command("link")
+@click.option("--email", required=True, help="The person whose tasks it shows.")
+@click.option("--org", "organization", default="default", show_default=True)
+@click.option("--days", type=click.IntRange(1, 90), default=7, show_default=True)
+def dashboard_link(email: str, organization: str, days: int) -> None:
+    """Print a link that opens EMAIL's dashboard for DAYS days (the last line of stdout).
+    It shows and decides all of their tasks: send it to that address only."""
+    from datetime import timedelta
+
+    from peopletasks.domain.dashboard import person_dashboard_link
+
+    value = _run_domain(
+        lambda domain: person_dashboard_link(domain, email, organization, timedelta(days=days))
+    )
+    click.echo(value)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

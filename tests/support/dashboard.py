@@ -7,7 +7,7 @@ import re
 from html import unescape
 from html.parser import HTMLParser
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 
@@ -79,7 +79,9 @@ class Visitor:
         if refresh is None:
             return response
         self.landings.append(response)
-        return await self.client.get(DASHBOARD + unescape(refresh.group(1)))
+        return await self.client.get(
+            path_of(urljoin(str(response.url), unescape(refresh.group(1))))
+        )
 
     async def post(self, fields: dict[str, Any], **headers: str) -> httpx.Response:
         """Post a form as a browser on a `no-referrer` page does (`Origin: null`, same
@@ -102,7 +104,8 @@ class Visitor:
             form["decision"] = chosen[0]
         response = await self.post(form, **headers)
         if response.status_code == 303:
-            return await self.client.get(DASHBOARD + response.headers["location"])
+            onward = urljoin(str(response.url), response.headers["location"])
+            return await self.client.get(path_of(onward))
         return response
 
     def cookie(self) -> str | None:

@@ -17,9 +17,11 @@ from __future__ import annotations
 import base64
 import hmac
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
+
+from sqlalchemy import select
 
 from peopletasks.domain import tasks as task_ops
 from peopletasks.domain.context import Domain
@@ -27,10 +29,12 @@ from peopletasks.domain.lookup import load_task
 from peopletasks.domain.principals import Principal, PrincipalKind, dashboard_token
 from peopletasks.domain.rules import Standing, check_decider, standing
 from peopletasks.domain.status import Status
+from peopletasks.domain.values import email_key, normalize_email
 from peopletasks.domain.views import history_view, note_view, task_view
-from peopletasks.errors import Forbidden
+from peopletasks.errors import Forbidden, NotFound, ValidationFailed
 from peopletasks.signing import sha256_hex
 from peopletasks.store import tasks as stored
+from peopletasks.store.tables import organizations
 from peopletasks.timeutil import utcnow
 
 #: How the dashboard sorts a list: its name -> the list's `sort`.
@@ -60,8 +64,26 @@ def roles_of(principal: Principal) -> tuple[str, ...]:
 def dashboard_link(domain: Domain, org_id: int, email: str, expires_at: datetime) -> str:
     """A link that opens `email`'s dashboard until `expires_at`: send it to that address
     only (it shows and decides all of their tasks)."""
-    token = dashboard_token(domain, org_id, email.strip().lower(), expires_at)
+    token = dashboard_token(domain, org_id, email_key(email), expires_at)
     return f"{domain.dashboard_url}?{urlencode({'secret': token})}"
+
+
+async def person_dashboard_link(
+    domain: Domain, email: str, organization: str, valid_for: timedelta
+) -> str:
+    """`dashboard_link` for a person of the organization named `organization` (for an
+    operator to hand out; the mail the service sends carries its own)."""
+    try:
+        normalize_email(email)
+    except ValueError as exc:
+        raise ValidationFailed.field("email", str(exc)) from None
+    async with domain.db.read() as conn:
+        org_id = await conn.scalar(
+            select(organizations.c.id).where(organizations.c.name == organization)
+        )
+    if org_id is None:
+        raise NotFound(f"no organization {organization!r}")
+    return dashboard_link(domain, int(org_id), email, utcnow() + valid_for)
 
 
 @dataclass(frozen=True)
