@@ -345,3 +345,19 @@ async def test_appmixers_person_wide_secret_lists_the_persons_tasks(tmp_path: An
             link = f"{DASHBOARD}?{urlencode({'secret': one['approverSecret'], 'role': 'approver'})}"
             page = await browser.open(link)
             assert "First for the lead" in page.text and "Second for the lead" in page.text
+
+
+async def test_what_people_wrote_is_shown_not_run(api: Api, visitors: Visitors) -> None:
+    task = await api.create(
+        title="<script>alert(1)</script>",
+        description='<img src=x onerror="alert(2)"> [x](javascript:alert(3))',
+    )
+    await api.post(f"/tasks/{task['id']}/notes", json={"text": "<b>bold</b>"})
+    browser = visitors()
+    page = await browser.open(mailed_link(task, "approve"))
+    listed = await browser.open(f"{DASHBOARD}?role=approver")
+    for html in (page.text, listed.text):
+        assert "<script>alert(1)" not in html and "&lt;script&gt;alert(1)" in html
+    assert "<img src=x" not in page.text and 'href="javascript:' not in page.text
+    assert "&lt;b&gt;bold&lt;/b&gt;" in page.text
+    assert "default-src 'none'" in page.headers["content-security-policy"]

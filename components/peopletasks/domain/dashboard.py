@@ -45,6 +45,19 @@ SORTS: dict[str, str] = {
 }
 #: The status tabs, in order ("all": no status filter).
 STATUS_TABS: tuple[str, ...] = (*(status.value for status in Status), "all")
+#: What a list shows of each task (a list's `projection`).
+LISTED_FIELDS: tuple[str, ...] = (
+    "title",
+    "status",
+    "requester",
+    "approver",
+    "decisionBy",
+    "allowLateDecision",
+    "decidedBy",
+    "decidedAt",
+    "priority",
+    "notesCount",
+)
 #: Notes shown with a task (the newest, oldest first).
 NOTES_SHOWN = 100
 _FORM_PURPOSE = "dashboard-form"
@@ -116,6 +129,7 @@ async def list_tasks(
         role=role,
         filters=[] if status == "all" else [f"status:{status}"],
         sort=SORTS[sort],
+        projection=",".join(LISTED_FIELDS),
         pattern=pattern,
         limit=limit,
         offset=offset,
