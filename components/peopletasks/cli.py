@@ -96,12 +96,14 @@ def serve(
     """Run the People Task service (migrates the store first)."""
     import uvicorn
 
+    from peopletasks.mail.render import Branding
     from peopletasks.service.server import protocol
 
     settings = get_settings()
     try:
         settings.signing_keys()
-    except ConfigurationError as exc:
+        Branding.from_env()  # the dashboard's brand: refused here, in one line
+    except (ConfigurationError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     if workers > 1 and settings.is_sqlite:
         raise click.ClickException(
