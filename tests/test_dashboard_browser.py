@@ -170,6 +170,8 @@ def test_from_the_mailed_link_to_a_decision(
     component = run_component(live, receiver.url(f"/flow-{name}"))
     (webhook_id,) = component.state
     page = browser.new_page(viewport=viewport)
+    sent: list[tuple[str, dict[str, str]]] = []
+    page.on("request", lambda request: sent.append((request.url, request.all_headers())))
     webmail(page, component)
     page.screenshot(path=shots / f"{name}-1-mail.png", full_page=True)
 
@@ -213,8 +215,15 @@ def test_from_the_mailed_link_to_a_decision(
     page.wait_for_url("**action=reject")
     assert page.get_by_role("radio").count() == 0
     assert page.locator(".badge").first.inner_text() == "Approved"
-    # The secret never reached the access log.
-    secret = component.mails[0].template_data["task_dashboard_confirm"].rsplit("=", 1)[1]
+    # The secret went out in the mailed links' addresses and the cookie only: never in
+    # a Referer, an address of the dashboard's own, or the access log.
+    mail = component.mails[0].template_data
+    secret = mail["task_dashboard_confirm"].rsplit("=", 1)[1]
+    in_urls = [url for url, _ in sent if secret in url]
+    assert in_urls == [mail["task_dashboard_confirm"], mail["task_dashboard_reject"]]
+    in_headers = {name for _, headers in sent for name, value in headers.items() if secret in value}
+    assert in_headers == {"cookie"}
+    assert not any("referer" in headers for _, headers in sent)
     assert secret not in live.service.log.read_text()
     page.close()
 
