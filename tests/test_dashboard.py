@@ -14,6 +14,7 @@ import pytest
 from peopletasks.domain import Domain
 from peopletasks.domain.dashboard import dashboard_link
 from peopletasks.domain.principals import authenticate_token
+from peopletasks.service.dashboard import shown
 from peopletasks.service.logging import redact
 from peopletasks.timeutil import utcnow
 from tests.conftest import Api, service_on
@@ -298,20 +299,45 @@ async def test_decided_due_and_late_tasks_say_so(
     late = await api.create(title="Late one", decisionBy=past, allowLateDecision=True)
     browser = visitors()
     await browser.open(await person_link(api, domain, LEAD))
-    page = await browser.open(f"{DASHBOARD}?taskId={overdue['id']}")
-    assert '<span class="badge overdue">Overdue</span>' in page.text
-    assert "; it can no longer be decided." in page.text
-    assert not any("decision" in cls for cls, _ in forms_of(page.text))
     late_page = await browser.open(f"{DASHBOARD}?taskId={late['id']}")
     done = await browser.decide(late_page, "approve", comment="sorry, late")
     assert "Your decision is recorded" in done.text
     assert ", after the deadline (" in done.text
-    # The scheduler is not running here: the overdue task turns due when asked to decide.
-    await api.put(f"/tasks/{overdue['id']}/approve", json={"secret": overdue["approverSecret"]})
+    # Past its deadline, the other cannot be decided; asked to, it turns due (if the
+    # deadline scheduler, when running in this session, has not turned it already).
+    response = await api.put(
+        f"/tasks/{overdue['id']}/approve", json={"secret": overdue["approverSecret"]}
+    )
+    assert response.status_code == 409
     due = await browser.open(f"{DASHBOARD}?taskId={overdue['id']}")
-    assert '<span class="badge due">Due</span>' in due.text
-    assert "without a decision" in due.text
+    assert '<span class="badge due">Due</span> The deadline passed on <time' in due.text
+    assert "without a decision." in due.text
     assert "the deadline passed without a decision" in due.text  # in the history
+    assert not any("decision" in cls for cls, _ in forms_of(due.text))
+
+
+def test_where_a_task_stands_is_said_plainly() -> None:
+    now = utcnow()
+    task = {
+        "status": "pending",
+        "decisionBy": (now - timedelta(minutes=1)).isoformat(),
+        "allowLateDecision": False,
+        "decidedAt": None,
+        "decidedBy": None,
+    }
+    overdue = shown(task)
+    assert (overdue.state, overdue.label) == ("overdue", "Overdue")
+    assert overdue.sentence.endswith("; it can no longer be decided.")
+    open_late = shown({**task, "allowLateDecision": True})
+    assert open_late.state == "pending" and open_late.sentence.startswith("Decide by <time")
+    due = shown({**task, "status": "due", "allowLateDecision": True})
+    assert due.sentence.endswith("without a decision. A late decision is still possible.")
+    decided = shown(
+        {**task, "status": "rejected", "decidedAt": now.isoformat(), "decidedBy": "a@b.com"}
+    )
+    assert decided.decided_late and decided.sentence.startswith("by a@b.com on <time")
+    assert ", after the deadline (" in decided.sentence
+    assert shown({**task, "decisionBy": None}).sentence == "No deadline."
 
 
 async def test_a_wrong_parameter_is_named_and_unknown_ones_ignored(

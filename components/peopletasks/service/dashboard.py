@@ -372,8 +372,9 @@ async def _land(request: Request, secret: str, params: Any) -> Response:
         _forget(request, response)
         return response
     onward = query(**{name: params.get(name) for name in _KNOWN if name != "secret"})
-    if onward == "?":  # the dashboard itself: its last path segment, relative
-        onward = _cookie_path(request).rstrip("/").rsplit("/", 1)[-1] or "."
+    if onward == "?":  # the dashboard itself, by a relative reference to its own path
+        path = _cookie_path(request)
+        onward = "./" if path.endswith("/") else path.rsplit("/", 1)[-1]
     response = _page(request, "dashboard/landing.html", onward=onward)
     _keep(request, response, secret)
     return response
