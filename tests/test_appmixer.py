@@ -6,7 +6,7 @@ stopped them before (the README's "Appmixer compatibility")."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -17,8 +17,9 @@ import pytest
 from peopletasks.domain import Domain
 from peopletasks.domain.dashboard import dashboard_link
 from peopletasks.domain.principals import authenticate_token
+from peopletasks.service.workers import BackgroundWorkers
 from peopletasks.timeutil import utcnow
-from tests.conftest import Api, ApiFactory, error_of, service_on
+from tests.conftest import Api, ApiFactory, error_of, service_on, settings_for
 from tests.support.appmixer import (
     OUTPUT_OPTIONS,
     ComponentError,
@@ -29,7 +30,22 @@ from tests.support.appmixer import (
 from tests.support.dashboard import Visitor
 from tests.support.receiver import Receiver, eventually
 
-pytestmark = pytest.mark.usefixtures("workers")
+
+@pytest.fixture(scope="module", autouse=True)
+async def background(database_url: str, domain: Domain) -> AsyncIterator[None]:
+    """The service's dispatcher and deadline scheduler, for this module only (the
+    session's `workers`, where already running, serve instead): modules that run later
+    keep a store without a scheduler."""
+    if domain.handoff is not None:
+        yield
+        return
+    running = BackgroundWorkers(domain, settings_for(database_url))
+    await running.start()
+    try:
+        yield
+    finally:
+        await running.stop()
+
 
 TASK = {
     "title": "Vacation 1-5 Dec",

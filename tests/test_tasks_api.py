@@ -273,7 +273,9 @@ async def test_a_decision_after_the_deadline_is_refused_and_the_task_is_due(
     )
     assert response.status_code == 409
     error = error_of(response)
-    assert error["code"] == "deadline_passed"
+    # The decision finds it past its deadline, or (where the session's deadline
+    # scheduler runs) the scheduler has turned it due first.
+    assert error["code"] in ("deadline_passed", "already_decided")
     assert error["task"]["status"] == "due"
     assert (await api.get(f"/tasks/{task['id']}")).json()["status"] == "due"
     history = (await api.get(f"/tasks/{task['id']}/history")).json()
