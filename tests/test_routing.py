@@ -34,6 +34,7 @@ _VOLATILE = {
     "createdAt",
     "updatedAt",
     "decidedAt",
+    "decisionMade",
     "completedAt",
     "changedAt",
     "respondedAt",
@@ -354,13 +355,16 @@ async def test_a_middleware_runs_for_every_endpoint_and_page(
             for path, item in (await http.get("/openapi.json")).json()["paths"].items()
             for method in item
         ]
-        assert len(operations) == 19  # 18 of the API and /healthz
+        assert len(operations) == 20  # 19 of the API and /healthz
         operations = [(method, _sample_path(path)) for method, path in operations]
         operations += [
             ("GET", "/people-task/act/not-a-token"),
             ("HEAD", "/people-task/act/not-a-token"),
             ("POST", "/people-task/act/not-a-token"),
             ("GET", "/people-task/act/not-a-token/done"),
+            ("GET", "/people-task/dashboard"),
+            ("HEAD", "/people-task/dashboard?secret=not-a-secret"),
+            ("POST", "/people-task/dashboard"),
             ("GET", "/no/such/path"),
             ("GET", "/openapi.json"),
         ]

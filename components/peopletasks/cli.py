@@ -97,11 +97,13 @@ def serve(
     import uvicorn
 
     from peopletasks.service.server import protocol
+    from peopletasks.settings import Branding
 
     settings = get_settings()
     try:
         settings.signing_keys()
-    except ConfigurationError as exc:
+        Branding.from_env()  # the dashboard's brand: refused here, in one line
+    except (ConfigurationError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     if workers > 1 and settings.is_sqlite:
         raise click.ClickException(
@@ -231,6 +233,28 @@ def secret_rotate(email: str, role: str, organization: str) -> None:
 
     value = _run_domain(
         lambda domain: rotate_secret(domain, email, Role(role), organization=organization)
+    )
+    click.echo(value)
+
+
+@main.group()
+def dashboard() -> None:
+    """The people's dashboard."""
+
+
+@dashboard.command("link")
+@click.option("--email", required=True, help="The person whose tasks it shows.")
+@click.option("--org", "organization", default="default", show_default=True)
+@click.option("--days", type=click.IntRange(1, 90), default=7, show_default=True)
+def dashboard_link(email: str, organization: str, days: int) -> None:
+    """Print a link that opens EMAIL's dashboard for DAYS days (the last line of stdout).
+    It shows and decides all of their tasks: send it to that address only."""
+    from datetime import timedelta
+
+    from peopletasks.domain.dashboard import person_dashboard_link
+
+    value = _run_domain(
+        lambda domain: person_dashboard_link(domain, email, organization, timedelta(days=days))
     )
     click.echo(value)
 

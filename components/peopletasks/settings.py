@@ -6,6 +6,7 @@ The service's settings (`Settings`, read once per process):
 |---|---|
 | PEOPLETASKS_DATABASE_URL | SQLAlchemy URL of the service store (SQLite file by default) |
 | PEOPLETASKS_PUBLIC_URL | base URL people's browsers reach the service at |
+| PEOPLETASKS_DASHBOARD_URL | the people's dashboard (default {PUBLIC_URL}/people-task/dashboard) |
 | PEOPLETASKS_SECRET_KEY | signing key(s); comma-separated, newest first |
 | PEOPLETASKS_ENVIRONMENT | `development` (default) or anything else (e.g. `production`) |
 | PEOPLETASKS_ALLOW_PRIVATE_WEBHOOKS | allow webhook targets on private addresses |
@@ -56,6 +57,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from peopletasks.errors import ConfigurationError as ConfigurationError
 
 DEFAULT_DATABASE_PATH = Path(".peopletasks") / "peopletasks.db"
+#: Where the service serves the people's dashboard.
+DASHBOARD_PATH = "/people-task/dashboard"
 #: Used when no key is configured in development. Refused anywhere else.
 DEVELOPMENT_SECRET_KEY = "development-only-insecure-key-change-me"
 _PLACEHOLDER_KEYS = {"", "changeme", "change-me", "secret", DEVELOPMENT_SECRET_KEY}
@@ -79,6 +82,12 @@ class Settings(BaseSettings):
         "", description="SQLAlchemy URL; empty means the default SQLite file."
     )
     public_url: str = Field("http://127.0.0.1:8000", description="Base URL browsers reach us at.")
+    dashboard_url: str = Field(
+        "",
+        description="Where people see their tasks and decide (answered by GET "
+        "/people-task/dashboard-url; Appmixer's mailed links open it). Empty: "
+        "{public_url}/people-task/dashboard.",
+    )
     secret_key: CommaList = Field(default_factory=list, description="Signing keys, newest first.")
     allow_private_webhooks: bool = False
     person_secrets: bool = Field(
@@ -124,10 +133,22 @@ class Settings(BaseSettings):
     def _api_urls(cls, value: list[str]) -> list[str]:
         return [url.rstrip("/") for url in value]
 
+    @field_validator("dashboard_url")
+    @classmethod
+    def _absolute_url(cls, value: str) -> str:
+        value = value.strip()
+        if value and not value.lower().startswith(("https://", "http://")):
+            raise ValueError(
+                "must be an absolute http(s) URL, like https://tasks.example.com/people-task/dashboard"
+            )
+        return value
+
     @model_validator(mode="after")
     def _defaults(self) -> Settings:
         if not self.database_url:
             self.database_url = f"sqlite+aiosqlite:///{DEFAULT_DATABASE_PATH}"
+        if not self.dashboard_url:
+            self.dashboard_url = f"{self.public_url}{DASHBOARD_PATH}"
         return self
 
     @property

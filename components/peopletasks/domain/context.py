@@ -69,6 +69,8 @@ class Domain:
     auth_cache_seconds: float = 10.0
     #: Where people's browsers reach the service (for action links).
     public_url: str = "http://127.0.0.1:8000"
+    #: Where people see their tasks (`PEOPLETASKS_DASHBOARD_URL`): dashboard links.
+    dashboard_url: str = "http://127.0.0.1:8000/people-task/dashboard"
     link_max_age_seconds: float = 7 * 86400.0
     #: A long poll also re-reads the store this often (a net under NOTIFY).
     wait_recheck_seconds: float = 5.0

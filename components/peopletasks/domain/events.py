@@ -10,6 +10,7 @@ they are handed to it at commit (see `handoff`).
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -54,6 +55,31 @@ async def _record(
     domain: Domain, conn: Conn, task_row: Row[Any], type_: str, content: dict[str, Any]
 ) -> int:
     hooks = await outbox.active_webhooks(conn, task_row.seq)
+    return await _write_event(domain, conn, task_row, hooks, type_, content)
+
+
+async def record_current_status(
+    domain: Domain, conn: Conn, task_row: Row[Any], hook: Row[Any]
+) -> int:
+    """Tell one webhook, registered after its task was decided or became due, the
+    status it missed: an event of that status with a delivery to `hook` alone (the
+    task's other webhooks heard it when it happened)."""
+    type_ = event_type(task_row.status)
+    return await _write_event(domain, conn, task_row, [hook], type_, task_view(task_row))
+
+
+async def _write_event(
+    domain: Domain,
+    conn: Conn,
+    task_row: Row[Any],
+    hooks: Sequence[Row[Any]],
+    type_: str,
+    content: dict[str, Any],
+) -> int:
+    """An event `type_` of `task_row` (its body `content`) with a delivery per webhook of
+    `hooks`
+    (`outbox.EVENT_HOOK_COLUMNS`), handed to this process's dispatcher at commit when
+    it has room. Returns how many deliveries were written."""
     if not hooks:
         return 0
     now = utcnow()

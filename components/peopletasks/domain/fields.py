@@ -45,6 +45,7 @@ from peopletasks.domain.values import (
     TaskRef,
     Timestamp,
     Title,
+    email_key,
 )
 from peopletasks.timeutil import format_datetime
 
@@ -215,8 +216,36 @@ def _list_or_empty(column: str) -> Callable[[Any], Any]:
     return lambda row: getattr(row, column) or []
 
 
+def _address_shown(column: str) -> Callable[[Any], Any]:
+    """An address as it was given: its `<column>_given` (kept only where the case
+    differs from the key), else the key in `column`."""
+    given = f"{column}_given"
+    return lambda row: getattr(row, given) or getattr(row, column)
+
+
+def _address_stored(column: str) -> Callable[[Any], dict[str, Any]]:
+    """The key (`email_key`: what compares, filters, sorts and is indexed) in `column`,
+    the address as given beside it when its case differs."""
+    given = f"{column}_given"
+
+    def store(value: str) -> dict[str, Any]:
+        key = email_key(value)
+        return {column: key, given: value if value != key else None}
+
+    return store
+
+
 FIELDS: tuple[TaskField, ...] = (
     TaskField("id", Kind.TEXT, str, "id"),
+    # Appmixer's name of the id: its components read `taskId` from a create answer and
+    # a webhook body.
+    TaskField(
+        "taskId",
+        Kind.TEXT,
+        str,
+        "id",
+        description="The same as `id` (Appmixer's components read `taskId`).",
+    ),
     TaskField(
         "title",
         Kind.TEXT,
@@ -246,23 +275,28 @@ FIELDS: tuple[TaskField, ...] = (
         Kind.EMAIL,
         str,
         "requester",
+        description="An e-mail address, shown as given; compared without regard to case.",
         given_as=Email,
         on_create=OnCreate.REQUIRED,
         editable=True,
         clearable=False,
         term=True,
+        show=_address_shown("requester"),
+        store=_address_stored("requester"),
     ),
     TaskField(
         "approver",
         Kind.EMAIL,
         str,
         "approver",
-        description="The approver (with several, the first).",
+        description="An e-mail address, shown as given; compared without regard to case.",
         given_as=Email,
         on_create=OnCreate.OPTIONAL,
         editable=True,
         clearable=False,
         term=True,
+        show=_address_shown("approver"),
+        store=_address_stored("approver"),
     ),
     TaskField(
         "approvers",
@@ -396,6 +430,14 @@ FIELDS: tuple[TaskField, ...] = (
     TaskField("updatedAt", Kind.DATETIME, str, "updated_at"),
     TaskField("decidedBy", Kind.EMAIL, str | None, "decided_by"),
     TaskField("decidedAt", Kind.DATETIME, str | None, "decided_at"),
+    TaskField(
+        "decisionMade",
+        Kind.DATETIME,
+        str | None,
+        "decided_at",
+        description="When approved or rejected: the same as `decidedAt` (Appmixer's name).",
+        shown_default=None,
+    ),
     TaskField("comment", Kind.TEXT, str | None, "comment", description="The decision's."),
     TaskField(
         "option",

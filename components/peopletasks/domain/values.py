@@ -42,12 +42,26 @@ def no_control_chars(value: str) -> str:
     return value
 
 
-def normalize_email(value: str) -> str:
-    """Lower-cased, trimmed; raises ValueError when it is not an e-mail address."""
-    email = value.strip().lower()
+def email_as_given(value: str) -> str:
+    """Trimmed, its case kept (as Appmixer keeps it); raises ValueError when it is not an
+    e-mail address."""
+    email = value.strip()
     if len(email) > 254 or len(email.split("@")[0]) > 64 or not _EMAIL.match(email):
         raise ValueError("must be an e-mail address like someone@example.com")
     return email
+
+
+def email_key(value: str) -> str:
+    """How an address is compared and looked up: trimmed and lower-cased. Every
+    comparison of addresses (who may read or decide, filters, secrets, links, tokens)
+    uses this form; `email_as_given` is only what is shown."""
+    return value.strip().lower()
+
+
+def normalize_email(value: str) -> str:
+    """Lower-cased, trimmed (`email_key`); raises ValueError when it is not an e-mail
+    address."""
+    return email_key(email_as_given(value))
 
 
 def _parse_datetime(value: object) -> object:
@@ -66,7 +80,9 @@ def _not_blank(value: str) -> str:
 
 
 Text = Annotated[str, AfterValidator(no_control_chars)]
-Email = Annotated[str, Field(max_length=320), AfterValidator(normalize_email)]
+#: An address as the caller gave it (trimmed, case kept); its `email_key` is what
+#: compares.
+Email = Annotated[str, Field(max_length=320), AfterValidator(email_as_given)]
 Title = Annotated[
     str,
     Field(min_length=1, max_length=1000),
@@ -259,7 +275,7 @@ Mappings = Annotated[
 
 
 def _unique_addresses(emails: list[str]) -> list[str]:
-    return _unique(emails, lambda e: e, "the address")
+    return _unique(emails, email_key, "the address")
 
 
 Approvers = Annotated[

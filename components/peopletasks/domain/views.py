@@ -90,6 +90,8 @@ def webhook_view(row: Row[Any], task_id: str, task_status: str) -> dict[str, Any
     m = row._mapping
     view: dict[str, Any] = {
         "id": m["public_id"],
+        # Appmixer's name of the id: its components read `webhookId` (and delete by it).
+        "webhookId": m["public_id"],
         "url": m["url"],
         "taskId": task_id,
         "status": task_status,

@@ -10,9 +10,11 @@ from typing import Any
 from sqlalchemy import select
 
 from peopletasks.domain.context import Domain
+from peopletasks.domain.events import record_current_status
 from peopletasks.domain.inputs import WebhookCreate
 from peopletasks.domain.principals import Principal
 from peopletasks.domain.rules import may_manage_webhook, may_read
+from peopletasks.domain.status import Status
 from peopletasks.domain.views import webhook_view
 from peopletasks.errors import Forbidden, NotFound, ValidationFailed
 from peopletasks.signing import derived_secret
@@ -61,7 +63,9 @@ async def register_webhook(
     public_id = secrets.token_hex(12)
     key_id = domain.signer.key_id(0)
     async with domain.db.write() as conn:
-        task = await stored_tasks.task_by_id(conn, data.taskId, principal.org_id)
+        # Locked: a decision (or the deadline) changing the task meanwhile either sees
+        # this webhook or is seen by it, never neither.
+        task = await stored_tasks.task_by_id(conn, data.taskId, principal.org_id, for_update=True)
         if task is None or not may_read(principal, task):
             raise ValidationFailed.field("taskId", f"no task {data.taskId!r}")
         row = (
@@ -81,6 +85,11 @@ async def register_webhook(
                 .returning(webhooks)
             )
         ).one()
+        if task.status != Status.PENDING:
+            # Registered too late to hear the change: it hears the status as it stands,
+            # once (Appmixer's components register just after creating; a task created
+            # past its deadline is due by then).
+            await record_current_status(domain, conn, task, row)
     view = webhook_view(row, data.taskId, task.status)
     secret = webhook_secret(domain, public_id, key_id)
     assert secret is not None

@@ -310,7 +310,7 @@ async def send_approval_email(
             reply_to=reply_to or config.reply_to,
         )
     ]
-    if copy_to_requester and task["requester"] != task["approver"]:
+    if copy_to_requester and task["requester"].lower() != task["approver"].lower():
         messages.append(
             render_requester_copy(
                 public, sender=config.sender, to=task["requester"], reply_to=reply_to

@@ -13,6 +13,7 @@ from peopletasks import __version__
 from peopletasks.domain import Domain
 from peopletasks.errors import StoreUnavailable
 from peopletasks.service.auth import DomainDep, security_in_openapi
+from peopletasks.service.dashboard import router as dashboard_router
 from peopletasks.service.errors import install_error_handlers
 from peopletasks.service.limits import BodyLimit
 from peopletasks.service.pages import router as pages_router
@@ -21,7 +22,7 @@ from peopletasks.service.routes import BUSIEST, router
 from peopletasks.service.routing import busiest_first, in_declared_order
 from peopletasks.service.schemas import Health, error_responses
 from peopletasks.service.workers import BackgroundWorkers
-from peopletasks.settings import Settings, get_settings
+from peopletasks.settings import Branding, Settings, get_settings
 from peopletasks.signing import Signer
 from peopletasks.store import Database
 from peopletasks.webhooks.targets import target_check
@@ -58,6 +59,7 @@ def build_domain(settings: Settings) -> Domain:
         signer=Signer(settings.signing_keys()),
         auth_cache_seconds=settings.auth_cache_seconds,
         public_url=settings.public_url,
+        dashboard_url=settings.dashboard_url,
         link_max_age_seconds=settings.link_max_age_seconds,
         wait_recheck_seconds=settings.wait_recheck_seconds,
         person_secrets=settings.person_secrets,
@@ -108,9 +110,12 @@ def create_app(settings: Settings | None = None, *, domain: Domain | None = None
     app.state.target_check = target_check(
         allow_private=settings.allow_private_webhooks, prefect_apis=settings.prefect_api_url
     )
+    # The dashboard is branded like the mail (PEOPLETASKS_BRAND_*): refused at start if wrong.
+    app.state.branding = Branding.from_env()
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.include_router(pages_router)
+    app.include_router(dashboard_router)
     plain_openapi = app.openapi
 
     def openapi() -> dict[str, Any]:

@@ -119,24 +119,26 @@ def _confirm_page(
     )
 
 
-def _cross_site(request: Request) -> bool:
+def cross_site(request: Request) -> bool:
+    """A form post from another site (the pages' and the dashboard's guard): by
+    `Sec-Fetch-Site` where the browser sends it, else by a foreign `Origin`."""
     site = request.headers.get("sec-fetch-site")
     if site is not None:
         return site not in ("same-origin", "none")
     origin = request.headers.get("origin")
     if not origin or origin == "null":  # `no-referrer` pages post `Origin: null`
         return False
-    public = urlsplit(request.app.state.settings.public_url)
-    own = {
-        f"{public.scheme}://{public.netloc}",
-        f"{request.url.scheme}://{request.headers.get('host', '')}",
-    }
+    settings = request.app.state.settings
+    own = {f"{request.url.scheme}://{request.headers.get('host', '')}"}
+    for url in (settings.public_url, settings.dashboard_url):
+        parts = urlsplit(url)
+        own.add(f"{parts.scheme}://{parts.netloc}")
     return origin not in own
 
 
 @router.post("/{token}")
 async def decide(request: Request, token: str) -> Response:
-    if _cross_site(request):
+    if cross_site(request):
         return _problem(request, "cross_site")
     body = await request.body()
     if len(body) > MAX_FORM_BYTES:

@@ -29,6 +29,7 @@ from peopletasks.service.responses import json
 from peopletasks.service.routing import ApiRoute
 from peopletasks.service.schemas import (
     ActionLinks,
+    DashboardUrl,
     DeliveryPublic,
     HistoryEntry,
     NotePublic,
@@ -132,6 +133,21 @@ async def count_tasks(
         domain, principal, role=role, filters=filter, pattern=pattern
     )
     return json({"count": count})
+
+
+@router.get(
+    "/dashboard-url",
+    tags=["dashboard"],
+    operation_id="getDashboardUrl",
+    summary="Where people see their tasks and decide",
+    response_model=DashboardUrl,
+    responses=error_responses(401),
+)
+async def get_dashboard_url(domain: DomainDep, principal: PrincipalDep) -> Any:
+    """The dashboard's URL (`PEOPLETASKS_DASHBOARD_URL`). Appmixer's RequestApprovalEmail
+    asks for it before mailing, and mails it with `?taskId=…&action=approve|reject&secret=…`
+    (the approver's secret): the dashboard opens that task with that action chosen."""
+    return json({"dashboardUrl": domain.dashboard_url})
 
 
 @router.get(

@@ -82,6 +82,13 @@ class TaskCount(BaseModel):
     count: int
 
 
+class DashboardUrl(BaseModel):
+    dashboardUrl: str = Field(
+        description="Where people see their tasks and decide (`PEOPLETASKS_DASHBOARD_URL`); "
+        "it takes Appmixer's `?taskId=&secret=&action=`."
+    )
+
+
 class FieldChange(BaseModel):
     from_: Any = Field(alias="from")
     to: Any
@@ -109,6 +116,7 @@ class PrefectTarget(BaseModel):
 
 class WebhookPublic(BaseModel):
     id: str
+    webhookId: str = Field(description="The same as `id` (Appmixer's components read it).")
     url: str = Field(description="Where events are POSTed (for Prefect: the resume endpoint).")
     taskId: str
     status: StatusName = Field(

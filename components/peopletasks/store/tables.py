@@ -106,8 +106,12 @@ tasks = Table(
     Column("org_id", ForeignKey("organizations.id"), nullable=False),
     Column("title", Text, nullable=False),
     Column("description", Text, nullable=False, server_default=""),
+    # Addresses as keys (lower-cased: what compares, filters and is indexed), and each
+    # as it was given where its case differs (null otherwise): what the task shows.
     Column("requester", EMAIL, nullable=False),
     Column("approver", EMAIL, nullable=False),
+    Column("requester_given", EMAIL),
+    Column("approver_given", EMAIL),
     Column("status", String(16), nullable=False),
     Column("decision_by", UTCDateTime),
     Column("allow_late_decision", Boolean, nullable=False, server_default="0"),
