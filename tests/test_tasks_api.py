@@ -25,6 +25,9 @@ PUBLIC_FIELDS = {
     # Peoplelogic's and Plannr's fields (tests/test_task_fields.py)
     "priority", "order", "orderGroup", "parentId", "active", "completedAt", "completedBy",
     "notesCount", "assignees", "connectedTo", "customFields", "mappings", "statusHistory",
+    # What the service does while a task waits (tests/test_notifications.py)
+    "notify", "reminders", "escalation", "nextReminderAt", "remindersSent", "escalatesAt",
+    "escalatedAt", "delegatedFrom", "reassignments", "decidedBySystem",
 }  # fmt: skip
 
 

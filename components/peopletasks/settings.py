@@ -10,6 +10,9 @@
 | PEOPLETASKS_AUTH_CACHE_SECONDS | how long a verified API token or task secret is remembered |
 | PEOPLETASKS_WEBHOOK_* | delivery timeout, retry base / max delay / horizon, concurrency |
 | PEOPLETASKS_BACKGROUND_WORKERS | run the dispatcher and deadline scheduler (default true) |
+| PEOPLETASKS_SMTP_HOST | the service sends mail (with the other PEOPLETASKS_SMTP_*) |
+| PEOPLETASKS_NOTIFY_DEFAULT | `notify` of tasks that do not say (`email`; default none) |
+| PEOPLETASKS_MAIL_* | the mail outbox: connections, retry base / max delay / horizon, poll |
 | PEOPLETASKS_PEOPLELOGIC_* | `PeoplelogicBackend.from_env()`: URL, TOKEN, ENTITY, APPROVED ... |
 | PEOPLETASKS_PLANNR_* | `PlannrBackend.from_env()`: URL, TOKEN, ACCOUNT_UUID, APPROVED ... |
 """
@@ -65,12 +68,41 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         1024 * 1024, ge=1, description="A request body longer than this is refused (413)."
     )
+    # The service's own mail (issue 16). The SMTP connection itself is
+    # `mail.SmtpConfig.from_env()` (PEOPLETASKS_SMTP_*), read once at start when this is set.
+    smtp_host: str = Field(
+        "", description="The SMTP server the service sends its mail through; unset: no mail."
+    )
+    notify_default: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="`notify` of a task that does not say (`email`, or empty: none).",
+    )
+    mail_connections: int = Field(8, ge=1, le=64, description="SMTP connections per process.")
+    mail_retry_base_seconds: float = Field(30.0, gt=0, description="First retry delay.")
+    mail_retry_max_delay_seconds: float = Field(1800.0, gt=0)
+    mail_retry_horizon_seconds: float = Field(86400.0, gt=0, description="Give up after.")
+    mail_poll_seconds: float = Field(
+        1.0, gt=0, description="How often an idle mail dispatcher looks for retries."
+    )
 
     @field_validator("secret_key", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("notify_default", mode="before")
+    @classmethod
+    def _split_channels(cls, value: object) -> object:
+        return _comma_list(value)
+
+    @field_validator("notify_default")
+    @classmethod
+    def _known_channels(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - {"email"})
+        if unknown:
+            raise ValueError(f"unknown channel {unknown[0]!r}: the one channel is email")
         return value
 
     @field_validator("public_url")
@@ -87,6 +119,11 @@ class Settings(BaseSettings):
     @property
     def is_development(self) -> bool:
         return self.environment.lower() in {"development", "dev", "test"}
+
+    @property
+    def mails(self) -> bool:
+        """Whether the service sends mail (PEOPLETASKS_SMTP_HOST is set)."""
+        return bool(self.smtp_host.strip())
 
     @property
     def is_sqlite(self) -> bool:

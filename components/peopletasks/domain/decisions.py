@@ -4,8 +4,9 @@ deadline scheduler).
 
 A change reads the task locked (PostgreSQL `FOR UPDATE`; SQLite has one writer),
 asks `rules` whether it may happen, and writes the new status with its history
-entry, its webhook event and its announcement in the same transaction: the first
-decision wins, a later one gets `Conflict` with the task as it stands.
+entry, its webhook event, its announcement and its mail (`notices`) in the same
+transaction: the first decision wins, a later one gets `Conflict` with the task as it
+stands. An escalation decides as the system (`decide_as_system`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import Row
 
+from peopletasks.domain import notices
 from peopletasks.domain.context import Domain
 from peopletasks.domain.events import record_status_change
 from peopletasks.domain.lookup import load_task
@@ -58,6 +60,15 @@ async def decide_row(
         raise ValidationFailed.field("status", "a decision is approved or rejected")
     check_decider(principal, row)
     now = utcnow()
+    await refuse_unless_open(domain, conn, row, now)
+    values = {"decided_by": principal.email, "decided_at": now, "comment": comment, **(also or {})}
+    return await _change_status(domain, conn, row, decision, principal.email, now, values)
+
+
+async def refuse_unless_open(domain: Domain, conn: Conn, row: Row[Any], now: datetime) -> None:
+    """Raise `Conflict` unless the task `row` (read locked) can take a decision now. A
+    task found past its deadline turns due, and that is kept though the caller's
+    change is refused."""
     match standing(row, now):
         case Standing.OVERDUE:
             row = await _change_status(domain, conn, row, Status.DUE, None, now)
@@ -71,8 +82,27 @@ async def decide_row(
             raise Conflict(
                 f"the task is already {row.status}", task=task_view(row), code="already_decided"
             )
-    values = {"decided_by": principal.email, "decided_at": now, "comment": comment, **(also or {})}
-    return await _change_status(domain, conn, row, decision, principal.email, now, values)
+
+
+async def decide_as_system(
+    domain: Domain,
+    conn: Conn,
+    row: Row[Any],
+    decision: Status,
+    reason: str,
+    also: dict[str, Any] | None = None,
+) -> Row[Any]:
+    """Decide the open task `row` (read locked) as the service itself (an escalation):
+    nobody's decision (`decidedBy` null, `decidedBySystem`), `reason` as its comment."""
+    now = utcnow()
+    values = {
+        "decided_by": None,
+        "decided_at": now,
+        "comment": reason,
+        "decided_by_system": True,
+        **(also or {}),
+    }
+    return await _change_status(domain, conn, row, decision, None, now, values)
 
 
 async def _change_status(
@@ -96,6 +126,7 @@ async def _change_status(
         },
     )
     await record_status_change(domain, conn, changed)
+    await notices.on_status_change(domain, conn, changed)
     return changed
 
 

@@ -1,4 +1,5 @@
-"""The outbox: an event per task status change, written in the changing transaction.
+"""The outbox: an event per task status change (and per reassignment or escalation),
+written in the changing transaction.
 
 Every status change (approved, rejected, due) calls `record_status_change` on the
 connection that made it, so the change, its webhook deliveries and its announcement
@@ -39,11 +40,22 @@ async def record_status_change(domain: Domain, conn: Conn, task_row: Row[Any]) -
     webhook. Returns how many deliveries were written."""
     await announce_change(conn, task_row.id)
     after_commit(lambda: domain.decisions.notify(task_row.id))
+    return await record_event(domain, conn, task_row, event_type(task_row.status))
+
+
+async def record_event(
+    domain: Domain, conn: Conn, task_row: Row[Any], type_: str, *, status_change: bool = True
+) -> int:
+    """Write the event `type_` of `task_row` (the task as it now stands) with a delivery
+    per active webhook; a change that is not of status (`task.reassigned`,
+    `task.escalated`) goes to URL webhooks only (a `prefect` one resumes a flow run
+    with the decision). Returns how many deliveries were written."""
     hooks = await outbox.active_webhooks(conn, task_row.seq)
+    if not status_change:
+        hooks = [hook for hook in hooks if hook.kind == "http"]
     if not hooks:
         return 0
     now = utcnow()
-    type_ = event_type(task_row.status)
     message_id = f"msg_{secrets.token_hex(12)}"
     body = event_body(task_view(task_row), type_)
     event = {

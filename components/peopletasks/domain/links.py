@@ -11,6 +11,7 @@ from sqlalchemy import Row
 from peopletasks import links
 from peopletasks.domain.context import Domain
 from peopletasks.domain.decisions import decide_task
+from peopletasks.domain.delegation import reassign_task
 from peopletasks.domain.principals import Principal, PrincipalKind
 from peopletasks.domain.rules import Standing, standing
 from peopletasks.domain.status import Status
@@ -80,6 +81,10 @@ async def open_link(domain: Domain, token: str) -> OpenedLink:
     try:
         links.verify(domain.signer, claims, row.approver)
     except links.LinkInvalid as exc:
+        if _passed_on(domain, claims, row):
+            raise LinkProblem(
+                "reassigned", f"this task was passed to {row.approver}", task_view(row)
+            ) from None
         raise LinkProblem("invalid", str(exc)) from None
     view = task_view(row)
     now = utcnow()
@@ -97,10 +102,32 @@ async def open_link(domain: Domain, token: str) -> OpenedLink:
     )
 
 
-async def decide_by_link(domain: Domain, opened: OpenedLink, comment: str | None) -> dict[str, Any]:
-    """The approver's decision through the link (the same rules as the API)."""
-    approver = Principal(
+def _passed_on(domain: Domain, claims: links.LinkClaims, row: Row[Any]) -> bool:
+    """Whether the link was an earlier approver's (the task was reassigned since)."""
+    for entry in row.reassignments or ():
+        try:
+            links.verify(domain.signer, claims, entry["from"])
+        except links.LinkInvalid:
+            continue
+        return True
+    return False
+
+
+def _approver_of(opened: OpenedLink) -> Principal:
+    """Who holds a link: its task's approver, as their secret speaks for them."""
+    return Principal(
         org_id=opened.org_id, email=opened.task["approver"], kind=PrincipalKind.APPROVER_SECRET
     )
+
+
+async def decide_by_link(domain: Domain, opened: OpenedLink, comment: str | None) -> dict[str, Any]:
+    """The approver's decision through the link (the same rules as the API)."""
     decision = Status.APPROVED if opened.action == "approve" else Status.REJECTED
-    return await decide_task(domain, approver, opened.task["id"], decision, comment)
+    return await decide_task(domain, _approver_of(opened), opened.task["id"], decision, comment)
+
+
+async def reassign_by_link(
+    domain: Domain, opened: OpenedLink, to: str, comment: str | None
+) -> dict[str, Any]:
+    """The approver passes the task on ("Ask someone else"), as the API's reassign."""
+    return await reassign_task(domain, _approver_of(opened), opened.task["id"], to, comment)

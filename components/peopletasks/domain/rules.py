@@ -52,3 +52,22 @@ def check_decider(principal: Principal, task: Any) -> None:
         raise Forbidden("a requester secret may read a task, not decide it")
     if task.approver != principal.email:
         raise Forbidden(f"only the approver ({task.approver}) may decide this task")
+
+
+def check_reassigner(principal: Principal, task: Any) -> None:
+    """The approver (by secret or token) passes a task on, or a user who may edit it:
+    until tokens carry roles (issue 14: the creator or an admin) every token of the
+    organization may, as every token may edit. Raises Forbidden."""
+    if principal.kind is PrincipalKind.REQUESTER_SECRET:
+        raise Forbidden("a requester secret may read a task, not reassign it")
+    if not principal.is_user and task.approver != principal.email:
+        raise Forbidden(f"only the approver ({task.approver}) may reassign this task")
+
+
+def check_delegator(principal: Principal, from_email: str) -> None:
+    """A standing delegation of `from_email`'s tasks is theirs to set, with their own API
+    token (an admin's, once tokens carry roles: issue 14). Raises Forbidden."""
+    if not principal.is_user:
+        raise Forbidden("a delegation needs an API token; a task secret may not set one")
+    if principal.email != from_email:
+        raise Forbidden(f"only {from_email} may delegate their own tasks")

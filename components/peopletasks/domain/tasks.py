@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Row, and_, func, or_, select, union
 from sqlalchemy.exc import IntegrityError
 
+from peopletasks.domain import follow_ups, notices
 from peopletasks.domain.context import Domain
 from peopletasks.domain.decisions import decide_row
 from peopletasks.domain.fields import BY_NAME, columns_for
@@ -270,12 +271,16 @@ async def create_task(domain: Domain, principal: Principal, data: TaskCreate) ->
     try:
         async with domain.db.write() as conn:
             await _check_parent(conn, principal.org_id, given["parentId"], None)
+            values.update(
+                await follow_ups.for_new_task(domain, conn, principal.org_id, values, now)
+            )
             approver_secret, requester_secret = await issue_secrets(
-                domain, conn, principal.org_id, given["approver"], given["requester"]
+                domain, conn, principal.org_id, values["approver"], given["requester"]
             )
             row = await stored.insert_task(conn, values)
             if values["assignees"]:
                 await stored.set_assignees(conn, row.seq, values["assignees"])
+            await notices.on_create(domain, conn, row)
     except IntegrityError:
         if request_key is None:
             raise
@@ -284,7 +289,8 @@ async def create_task(domain: Domain, principal: Principal, data: TaskCreate) ->
         if existing is None:
             raise
         return existing
-    domain.deadlines.note(given["decisionBy"])
+    for when in (row.decision_by, row.next_reminder_at, row.escalate_at):
+        domain.deadlines.note(when)
     return _with_secrets(domain, row, approver_secret, requester_secret, created=True)
 
 
@@ -331,6 +337,8 @@ async def edit_task(
         row = await load_task(conn, principal, task_id, for_update=True)
         if "parentId" in given:
             await _check_parent(conn, row.org_id, given["parentId"], row.id)
+        if "decision_by" in changes:
+            changes.update(follow_ups.rescheduled(domain, row, changes["decision_by"]))
         if "approver" in given or "requester" in given:
             await issue_secrets(
                 domain,
@@ -354,4 +362,5 @@ async def edit_task(
         if "assignees" in changes:
             await stored.set_assignees(conn, row.seq, changes["assignees"])
     domain.deadlines.note(changes.get("decision_by"))
+    domain.deadlines.note(changes.get("next_reminder_at"))
     return task_view(row)

@@ -11,7 +11,7 @@ from sqlalchemy import Row
 
 from peopletasks.domain.fields import BY_NAME, FIELDS
 from peopletasks.domain.status import DECISIONS
-from peopletasks.timeutil import format_datetime
+from peopletasks.timeutil import format_datetime, parse_datetime
 
 
 def task_view(row: Row[Any], names: Iterable[str] | None = None) -> dict[str, Any]:
@@ -40,19 +40,39 @@ def note_view(row: Row[Any]) -> dict[str, Any]:
 
 
 def history_view(row: Row[Any]) -> list[dict[str, Any]]:
-    """A task's status changes as `GET /tasks/{id}/history` shows them (the row's
-    `statusHistory`, each entry with its comment: the decision's, else none)."""
+    """A task's history as `GET /tasks/{id}/history` shows it, oldest first: its status
+    changes (the row's `statusHistory`, each entry with its comment: the decision's,
+    else none) and its reassignments (`reassignments`: the status stays, `approver`
+    says from whom to whom)."""
     comment = row.comment
-    return [
+    entries = [
         {
+            "type": "status",
             "from": entry["from"],
             "to": entry["to"],
             "changedBy": entry["changedBy"],
             "changedAt": entry["changedAt"],
             "comment": comment if entry["to"] in DECISIONS else None,
+            "approver": None,
         }
         for entry in row.status_history or ()
     ]
+    if not row.reassignments:
+        return entries
+    for entry in row.reassignments:
+        entries.append(
+            {
+                "type": "reassigned",
+                "from": "pending",
+                "to": "pending",
+                "changedBy": entry["reassignedBy"],
+                "changedAt": entry["reassignedAt"],
+                "comment": entry["comment"],
+                "approver": {"from": entry["from"], "to": entry["to"]},
+            }
+        )
+    # Stable: a reassignment stamped in the same millisecond as a change stays after it.
+    return sorted(entries, key=lambda e: parse_datetime(e["changedAt"]))
 
 
 def webhook_view(row: Row[Any], task_id: str, task_status: str) -> dict[str, Any]:

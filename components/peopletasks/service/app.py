@@ -60,6 +60,8 @@ def build_domain(settings: Settings) -> Domain:
         public_url=settings.public_url,
         link_max_age_seconds=settings.link_max_age_seconds,
         wait_recheck_seconds=settings.wait_recheck_seconds,
+        mail_enabled=settings.mails,
+        notify_default=tuple(settings.notify_default),
     )
 
 

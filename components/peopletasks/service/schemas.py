@@ -75,12 +75,58 @@ class TaskCount(BaseModel):
     count: int
 
 
+class ApproverChange(BaseModel):
+    from_: str = Field(alias="from")
+    to: str
+
+
 class HistoryEntry(BaseModel):
+    type: Literal["status", "reassigned"] = Field(
+        description="A status change, or a reassignment (the status stays; see `approver`)."
+    )
     from_: StatusName | None = Field(alias="from")
     to: StatusName
     changedBy: str | None
     changedAt: str
     comment: str | None
+    approver: ApproverChange | None = Field(description="With a reassignment: who to whom.")
+
+
+class MailAttemptPublic(BaseModel):
+    attemptedAt: str
+    latencyMs: int
+    smtpCode: int | None = Field(description="The SMTP server's reply code (250: accepted).")
+    error: str | None
+
+
+class MessagePublic(BaseModel):
+    """A mail the service sent (or will send) about a task; never its body or links."""
+
+    id: str
+    kind: Literal[
+        "approval", "copy", "reminder", "reassigned", "escalation", "escalated", "outcome"
+    ]
+    to: str
+    sequence: int = Field(description="Which of its kind: reminder n, n-th reassignment ...")
+    status: Literal["pending", "sent", "failed", "cancelled"]
+    attempts: int
+    messageId: str | None = Field(
+        description="The Message-ID header, the same on every attempt (set by the first)."
+    )
+    createdAt: str
+    sentAt: str | None
+    nextAttemptAt: str | None
+    lastError: str | None = Field(description="Why the last attempt failed, or why cancelled.")
+    attemptLog: list[MailAttemptPublic]
+
+
+class DelegationPublic(BaseModel):
+    from_: str = Field(alias="from")
+    to: str
+    start: str
+    end: str
+    createdBy: str | None
+    createdAt: str
 
 
 class PrefectTarget(BaseModel):

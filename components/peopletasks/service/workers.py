@@ -1,6 +1,7 @@
-"""Background work inside each service process: the webhook dispatcher, the
-deadline scheduler (pending tasks turn `due` the moment their deadline passes) and,
-on SQLite, the hourly refresh of the query planner's statistics."""
+"""Background work inside each service process: the webhook dispatcher, the mail
+dispatcher (where the service has SMTP), the scheduler (pending tasks turn `due` the
+moment their deadline passes; reminders and escalations fire when their time comes)
+and, on SQLite, the hourly refresh of the query planner's statistics."""
 
 from __future__ import annotations
 
@@ -8,9 +9,17 @@ import asyncio
 import contextlib
 import logging
 
-from peopletasks.domain import Domain
+from peopletasks.domain import Domain, messages
 from peopletasks.domain.decisions import expire_due_tasks, next_deadline
 from peopletasks.domain.deliveries import release_claims
+from peopletasks.domain.follow_ups import (
+    fire_due_escalations,
+    fire_due_reminders,
+    next_follow_up,
+)
+from peopletasks.mail.dispatcher import MailDispatcher
+from peopletasks.mail.render import Branding
+from peopletasks.mail.send import SmtpConfig
 from peopletasks.settings import Settings
 from peopletasks.store.tasks import CHANGES_CHANNEL
 from peopletasks.timeutil import utcnow
@@ -19,16 +28,19 @@ from peopletasks.webhooks.retry import RetryStrategy
 
 log = logging.getLogger("peopletasks.workers")
 EXPIRE_BATCH = 500
+REMIND_BATCH = 500
+ESCALATE_BATCH = 100
 #: How often SQLite's statistics are checked (SQLite suggests every few hours; a check
 #: that finds nothing stale costs well under a millisecond).
 OPTIMIZE_SECONDS = 3600.0
 
 
 class DeadlineScheduler:
-    """Sleeps until the next deadline (no polling loop), then expires what is due.
+    """Sleeps until the next deadline, reminder or escalation (no polling loop), then
+    expires what is due, queues the reminders and acts on the escalations.
 
-    Creating or editing a task with an earlier deadline wakes it at once; every
-    `max_sleep` seconds it also looks again, for deadlines set on other replicas.
+    Creating or editing a task with an earlier time wakes it at once; every
+    `max_sleep` seconds it also looks again, for times set on other replicas.
     """
 
     def __init__(self, domain: Domain, *, max_sleep: float = 30.0) -> None:
@@ -43,7 +55,14 @@ class DeadlineScheduler:
                 alarm.waiting_for = None
                 while await expire_due_tasks(self.domain, limit=EXPIRE_BATCH) == EXPIRE_BATCH:
                     pass
-                upcoming = await next_deadline(self.domain)
+                while await fire_due_reminders(self.domain, limit=REMIND_BATCH) == REMIND_BATCH:
+                    pass
+                while (
+                    await fire_due_escalations(self.domain, limit=ESCALATE_BATCH) == ESCALATE_BATCH
+                ):
+                    pass
+                times = [await next_deadline(self.domain), await next_follow_up(self.domain)]
+                upcoming = min((t for t in times if t is not None), default=None)
                 alarm.waiting_for = upcoming
                 delay = self.max_sleep
                 if upcoming is not None:
@@ -105,10 +124,19 @@ class DecisionListener:
                 await asyncio.sleep(1)
 
 
-class BackgroundWorkers:
-    """Starts and stops the dispatcher and the scheduler with the service."""
+def smtp_config(settings: Settings) -> SmtpConfig | None:
+    """The service's SMTP (`PEOPLETASKS_SMTP_*`), or None when it sends no mail."""
+    return SmtpConfig.from_env() if settings.mails else None
 
-    def __init__(self, domain: Domain, settings: Settings) -> None:
+
+class BackgroundWorkers:
+    """Starts and stops the dispatchers and the scheduler with the service.
+
+    `smtp` replaces the SMTP of the settings (`smtp_config`), e.g. a test's server."""
+
+    def __init__(
+        self, domain: Domain, settings: Settings, *, smtp: SmtpConfig | None = None
+    ) -> None:
         self.domain = domain
         self.settings = settings
         self._tasks: list[asyncio.Task[None]] = []
@@ -130,6 +158,22 @@ class BackgroundWorkers:
             attempt_timeout=settings.webhook_timeout_seconds,
         )
         self.scheduler = DeadlineScheduler(domain)
+        smtp = smtp or smtp_config(settings)
+        self.mail: MailDispatcher | None = None
+        if smtp is not None and domain.mail_enabled:
+            self.mail = MailDispatcher(
+                domain,
+                smtp,
+                branding=Branding.from_env(),
+                templates_dir=settings.templates_dir,
+                strategy=RetryStrategy(
+                    base=settings.mail_retry_base_seconds,
+                    max_delay=settings.mail_retry_max_delay_seconds,
+                    horizon=settings.mail_retry_horizon_seconds,
+                ),
+                connections=settings.mail_connections,
+                poll_seconds=settings.mail_poll_seconds,
+            )
 
     async def start(self) -> None:
         if self.domain.db.is_sqlite:
@@ -137,10 +181,15 @@ class BackgroundWorkers:
             released = await release_claims(self.domain)
             if released:
                 log.info("released %d webhook deliveries claimed before a restart", released)
+            released = await messages.release_claims(self.domain)
+            if released:
+                log.info("released %d mail messages claimed before a restart", released)
         self._tasks = [
             asyncio.create_task(self.dispatcher.run(), name="webhook-dispatcher"),
             asyncio.create_task(self.scheduler.run(), name="deadline-scheduler"),
         ]
+        if self.mail is not None:
+            self._tasks.append(asyncio.create_task(self.mail.run(), name="mail-dispatcher"))
         if self.domain.db.is_sqlite:
             optimizer = StoreOptimizer(self.domain)
             self._tasks.append(asyncio.create_task(optimizer.run(), name="store-optimizer"))
