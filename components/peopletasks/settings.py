@@ -77,7 +77,12 @@ class Settings(BaseSettings):
         default_factory=list,
         description="`notify` of a task that does not say (`email`, or empty: none).",
     )
-    mail_connections: int = Field(8, ge=1, le=64, description="SMTP connections per process.")
+    mail_connections: int = Field(
+        16,
+        ge=1,
+        le=64,
+        description="SMTP connections per process (fewer for providers that cap them).",
+    )
     mail_retry_base_seconds: float = Field(30.0, gt=0, description="First retry delay.")
     mail_retry_max_delay_seconds: float = Field(1800.0, gt=0)
     mail_retry_horizon_seconds: float = Field(86400.0, gt=0, description="Give up after.")

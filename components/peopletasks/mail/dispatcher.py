@@ -31,6 +31,7 @@ from peopletasks.domain.messages import (
 )
 from peopletasks.mail.render import (
     Branding,
+    load_templates,
     render_approval_request,
     render_escalated,
     render_escalation,
@@ -130,7 +131,7 @@ class MailDispatcher:
         branding: Branding | None = None,
         templates_dir: str | None = None,
         strategy: RetryStrategy | None = None,
-        connections: int = 8,
+        connections: int = 16,
         poll_seconds: float = 1.0,
         lease_seconds: float | None = None,
     ) -> None:
@@ -149,6 +150,7 @@ class MailDispatcher:
         self.mailer: Mailer | None = None
 
     async def run(self) -> None:
+        load_templates(self.templates_dir)
         mailer = self.mailer = Mailer(self.config, retry_delays=(), connections=self.connections)
         flusher = asyncio.create_task(self._results.run(), name="mail-results")
         try:

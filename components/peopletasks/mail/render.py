@@ -146,6 +146,20 @@ def _environment(override: str) -> jinja2.Environment:
     return env
 
 
+def load_templates(templates_dir: str | os.PathLike[str] | None = None) -> int:
+    """Compile every mail template now (a sender's first messages then pay nothing for
+    it, and a broken override fails at once); how many."""
+    env = make_environment(templates_dir)
+    names = [
+        name
+        for name in env.list_templates(extensions=("html", "txt"))
+        if name.startswith("mail/") and not name.startswith(("mail/inbox/", "mail/_"))
+    ]
+    for name in names:
+        env.get_template(name)
+    return len(names)
+
+
 @functools.lru_cache(maxsize=1)
 def _markdown() -> MarkdownIt:
     # CommonMark with raw HTML off: `<script>` in a description stays text.

@@ -165,7 +165,9 @@ class AttemptPublic(BaseModel):
 class DeliveryPublic(BaseModel):
     id: str
     messageId: str = Field(description="The `webhook-id` header: the same on every attempt.")
-    type: str = Field(description="task.approved, task.rejected or task.due")
+    type: str = Field(
+        description="task.approved, task.rejected, task.due, task.reassigned or task.escalated"
+    )
     status: Literal["pending", "delivered", "failed", "cancelled"]
     attempts: int
     nextAttemptAt: str | None
