@@ -268,7 +268,8 @@ def run(args: argparse.Namespace, far: Any, tmp: Path) -> int:
 
 
 def reminder_ids() -> dict[str, list[float]]:
-    return {k: v for k, v in TimedHandler.answered.items() if ".reminder." in k}
+    answered = dict(TimedHandler.answered)  # a copy: the far side adds to it meanwhile
+    return {k: v for k, v in answered.items() if ".reminder." in k}
 
 
 def wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
@@ -297,6 +298,8 @@ def report(n: int, due: float, ceiling: float, cpu: float, statuses: Counter[str
     rate = (len(firsts) - 1) / (firsts[-1] - firsts[0])
     overall = len(firsts) / (firsts[-1] - due)
     late = [i for i, d in enumerate(delays) if d > i / rate + 1.0]
+    excess = [d - i / rate for i, d in enumerate(delays)]
+    worst = max(range(len(excess)), key=excess.__getitem__)
     print()
     print(f"  {'figure':<52} {'value':>12}   target")
     rows = [
@@ -308,11 +311,30 @@ def report(n: int, due: float, ceiling: float, cpu: float, statuses: Counter[str
         ("delay due -> 250, p99 (s)", f"{percentile(delays, 99):.2f}", "", None),
         ("delay due -> 250, max (s)", f"{delays[-1]:.2f}", f"<= {n / rate + 1:.1f}", None),
         ("reminders later than i / rate + 1 s", f"{len(late)}", "0", not late),
+        ("  the latest: message i, delay - i / rate (s)", f"{worst}, {excess[worst]:.2f}", "", None),
         ("lost (no 250 for its Message-ID)", f"{lost}", "0", lost == 0),
         ("sent twice (same Message-ID)", f"{duplicated}", "", None),
         ("service's log: sent / other", f"{statuses['sent']} / {sum(statuses.values()) - statuses['sent']}", "", None),
         ("service CPU while sending (s, % of the drain)", f"{cpu:.1f} ({100 * cpu / (firsts[-1] - due):.0f} %)", "", None),
     ]  # fmt: skip
+    marks = [i for i in (0, 100, 300, 1000, 2000, 5000, len(delays) - 1) if i < len(delays)]
+    rows.append(
+        (
+            "  delay - i / rate at i = " + ", ".join(str(i) for i in marks),
+            " ".join(f"{excess[i]:.2f}" for i in marks),
+            "",
+            None,
+        )
+    )
+    windows = Counter(int((t - due) // 5) for t in firsts)
+    rows.append(
+        (
+            "  sent per 5 s from the due time",
+            "",
+            " ".join(str(windows[w]) for w in range(max(windows) + 1)),
+            None,
+        )
+    )
     for name, value, target, met in rows:
         verdict = "" if met is None else ("met" if met else "MISSED")
         print(f"  {name:<52} {value:>12}   {target} {verdict}")

@@ -20,7 +20,7 @@ from peopletasks.domain.principals import create_api_token
 from peopletasks.mail.send import SmtpConfig
 from peopletasks.service import create_app
 from peopletasks.service.app import build_domain
-from peopletasks.service.workers import BackgroundWorkers
+from peopletasks.service.workers import WARM_AHEAD_SECONDS, BackgroundWorkers, DeadlineScheduler
 from peopletasks.timeutil import parse_datetime
 from tests.conftest import Api, error_of, new_database_url, settings_for
 from tests.support.receiver import Receiver, eventually
@@ -670,3 +670,23 @@ async def _cancelled(api: Api, task_id: str) -> dict[str, Any] | None:
         if entry["kind"] == "approval" and entry["status"] == "cancelled":
             return entry
     return None
+
+
+async def test_the_scheduler_warms_the_mailer_up_just_before_a_reminder(
+    api: Api, mailing: tuple[Domain, httpx.AsyncClient]
+) -> None:
+    """The SMTP connections are opened WARM_AHEAD_SECONDS before mail falls due, so a
+    burst of reminders does not wait for TLS and login."""
+    domain, _ = mailing
+    warmed: list[float] = []
+    scheduler = DeadlineScheduler(domain, warm=lambda: warmed.append(time.time()))
+    running = asyncio.create_task(scheduler.run())
+    try:
+        task = await api.create(decisionBy=later(60), reminders={"beforeDue": [56]})
+        due = parse_datetime(task["nextReminderAt"]).timestamp()
+        await eventually(lambda: any(t > due - 3.5 for t in warmed), timeout=10)
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+    when = next(t for t in warmed if t > due - 3.5)
+    assert due - WARM_AHEAD_SECONDS - 0.1 <= when <= due - WARM_AHEAD_SECONDS + 0.5

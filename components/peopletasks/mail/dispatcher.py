@@ -148,6 +148,7 @@ class MailDispatcher:
         self._inflight: set[asyncio.Task[None]] = set()
         self._results = BatchWriter(self._write, what="mail attempts")
         self.mailer: Mailer | None = None
+        self._warming: asyncio.Task[int] | None = None
 
     async def run(self) -> None:
         load_templates(self.templates_dir)
@@ -171,10 +172,21 @@ class MailDispatcher:
             flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await flusher
+            if self._warming is not None:
+                self._warming.cancel()
+                with contextlib.suppress(BaseException):
+                    await self._warming
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._results.drain(), SHUTDOWN_SECONDS)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(mailer.close(), SHUTDOWN_SECONDS)
+
+    def warm_up(self) -> None:
+        """Open the pool's connections now (in the background): mail is about to be
+        due (see `DeadlineScheduler`), and a burst should not wait for TLS and login."""
+        if self.mailer is None or (self._warming is not None and not self._warming.done()):
+            return
+        self._warming = asyncio.create_task(self.mailer.open(), name="mail-warm-up")
 
     async def _step(self) -> None:
         self.domain.mail_ready.clear()

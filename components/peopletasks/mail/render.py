@@ -136,6 +136,9 @@ def _environment(override: str) -> jinja2.Environment:
     loaders.append(jinja2.FileSystemLoader(str(DEFAULT_TEMPLATES_DIR)))
     env = jinja2.Environment(
         loader=jinja2.ChoiceLoader(loaders),
+        # Templates are read once per process: checking their files on every message
+        # cost ~0.5 ms a mail (8 stat calls), a tenth of rendering it.
+        auto_reload=False,
         autoescape=jinja2.select_autoescape(["html", "xml"], default_for_string=False),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,

@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
+from datetime import datetime
 
 from peopletasks.domain import Domain, messages
 from peopletasks.domain.decisions import expire_due_tasks, next_deadline
@@ -29,6 +31,8 @@ from peopletasks.webhooks.retry import RetryStrategy
 log = logging.getLogger("peopletasks.workers")
 EXPIRE_BATCH = 500
 REMIND_BATCH = 500
+#: How long before a reminder or escalation the mail dispatcher opens its connections.
+WARM_AHEAD_SECONDS = 2.0
 ESCALATE_BATCH = 100
 #: How often SQLite's statistics are checked (SQLite suggests every few hours; a check
 #: that finds nothing stale costs well under a millisecond).
@@ -43,9 +47,19 @@ class DeadlineScheduler:
     `max_sleep` seconds it also looks again, for times set on other replicas.
     """
 
-    def __init__(self, domain: Domain, *, max_sleep: float = 30.0) -> None:
+    def __init__(
+        self,
+        domain: Domain,
+        *,
+        max_sleep: float = 30.0,
+        warm: Callable[[], None] | None = None,
+    ) -> None:
         self.domain = domain
         self.max_sleep = max_sleep
+        #: Called WARM_AHEAD seconds before a reminder or escalation is due (the mail
+        #: dispatcher opens its SMTP connections).
+        self.warm = warm
+        self._warmed_for: datetime | None = None
 
     async def run(self) -> None:
         alarm = self.domain.deadlines
@@ -61,12 +75,15 @@ class DeadlineScheduler:
                     await fire_due_escalations(self.domain, limit=ESCALATE_BATCH) == ESCALATE_BATCH
                 ):
                     pass
-                times = [await next_deadline(self.domain), await next_follow_up(self.domain)]
+                follow_up = await next_follow_up(self.domain)
+                times = [await next_deadline(self.domain), follow_up]
                 upcoming = min((t for t in times if t is not None), default=None)
                 alarm.waiting_for = upcoming
                 delay = self.max_sleep
                 if upcoming is not None:
                     delay = min(delay, max(0.0, (upcoming - utcnow()).total_seconds()))
+                if self.warm is not None and follow_up is not None:
+                    delay = min(delay, self._warm_ahead_of(follow_up))
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -75,6 +92,18 @@ class DeadlineScheduler:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await alarm.changed.wait()
+
+    def _warm_ahead_of(self, follow_up: datetime) -> float:
+        """Warm up for `follow_up` if it is near; else the seconds until it will be."""
+        assert self.warm is not None
+        if follow_up == self._warmed_for:
+            return self.max_sleep
+        lead = (follow_up - utcnow()).total_seconds() - WARM_AHEAD_SECONDS
+        if lead > 0:
+            return lead
+        self._warmed_for = follow_up
+        self.warm()
+        return self.max_sleep
 
 
 class StoreOptimizer:
@@ -157,7 +186,6 @@ class BackgroundWorkers:
             poll_seconds=settings.webhook_poll_seconds,
             attempt_timeout=settings.webhook_timeout_seconds,
         )
-        self.scheduler = DeadlineScheduler(domain)
         smtp = smtp or smtp_config(settings)
         self.mail: MailDispatcher | None = None
         if smtp is not None and domain.mail_enabled:
@@ -174,6 +202,9 @@ class BackgroundWorkers:
                 connections=settings.mail_connections,
                 poll_seconds=settings.mail_poll_seconds,
             )
+        self.scheduler = DeadlineScheduler(
+            domain, warm=self.mail.warm_up if self.mail is not None else None
+        )
 
     async def start(self) -> None:
         if self.domain.db.is_sqlite:

@@ -131,11 +131,25 @@ async def next_follow_up(conn: Conn, *, reminders: bool = True) -> datetime | No
     return min((t for t in times if t is not None), default=None)
 
 
+#: What a reminder needs of its task (a burst reads thousands: not the whole row).
+REMINDER_COLUMNS = (
+    "seq",
+    "org_id",
+    "approver",
+    "status",
+    "decision_by",
+    "allow_late_decision",
+    "created_at",
+    "reminders",
+    "reminders_sent",
+)
+
+
 async def due_reminders(conn: Conn, now: datetime, limit: int) -> list[Row[Any]]:
-    """Pending tasks whose next reminder is due, earliest first, locked (PostgreSQL skips
-    those another replica holds)."""
+    """Pending tasks whose next reminder is due (`REMINDER_COLUMNS`), earliest first,
+    locked (PostgreSQL skips those another replica holds)."""
     query = (
-        select(tasks)
+        select(*(tasks.c[name] for name in REMINDER_COLUMNS))
         .where(text(PENDING_REMINDER_ONLY), tasks.c.next_reminder_at <= now)
         .order_by(tasks.c.next_reminder_at)
         .limit(limit)
