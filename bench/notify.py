@@ -158,10 +158,7 @@ def temp_dir() -> Iterator[Path]:
     try:
         yield path
     finally:
-        if not os.environ.get("BENCH_KEEP"):
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            print("kept", path)
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def main() -> int:

@@ -338,13 +338,16 @@ async def test_a_middleware_runs_for_every_endpoint_and_page(
             for path, item in (await http.get("/openapi.json")).json()["paths"].items()
             for method in item
         ]
-        assert len(operations) == 18  # 17 of the API and /healthz
+        assert len(operations) == 23  # 22 of the API and /healthz
         operations = [(method, _sample_path(path)) for method, path in operations]
         operations += [
             ("GET", "/people-task/act/not-a-token"),
             ("HEAD", "/people-task/act/not-a-token"),
             ("POST", "/people-task/act/not-a-token"),
             ("GET", "/people-task/act/not-a-token/done"),
+            ("GET", "/people-task/act/not-a-token/reassign"),
+            ("POST", "/people-task/act/not-a-token/reassign"),
+            ("GET", "/people-task/act/not-a-token/passed"),
             ("GET", "/no/such/path"),
             ("GET", "/openapi.json"),
         ]
