@@ -734,3 +734,27 @@ def test_send_message_for_synchronous_callers() -> None:
 async def test_send_message_refuses_to_run_inside_a_loop() -> None:
     with pytest.raises(RuntimeError, match="Mailer"):
         send_message(plain_config(25), approval())
+
+
+async def test_open_connects_ahead_and_the_sends_reuse_those_connections() -> None:
+    """Ahead of a burst (the service's reminders), the pool opens its connections at
+    once; the sends that follow pay for no connection, TLS or login."""
+    handler = Recorder()
+    async with (
+        smtp_server(handler) as server,
+        Mailer(plain_config(server.port), connections=4) as mailer,
+    ):
+        assert await mailer.open() == 4
+        assert server.connections == 4 and mailer.connections_opened == 4
+        await mailer.send_many(approvals(16))
+        assert len(handler.received) == 16
+        assert mailer.connections_opened == 4 and server.connections == 4
+        assert await mailer.open() == 0  # nothing left to open
+
+
+async def test_open_leaves_an_unreachable_server_to_the_sends() -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    async with Mailer(plain_config(port), connections=2) as mailer:
+        assert await mailer.open() == 0

@@ -355,7 +355,7 @@ async def test_a_middleware_runs_for_every_endpoint_and_page(
             for path, item in (await http.get("/openapi.json")).json()["paths"].items()
             for method in item
         ]
-        assert len(operations) == 20  # 19 of the API and /healthz
+        assert len(operations) == 25  # 24 of the API and /healthz
         operations = [(method, _sample_path(path)) for method, path in operations]
         operations += [
             ("GET", "/people-task/act/not-a-token"),
@@ -365,6 +365,9 @@ async def test_a_middleware_runs_for_every_endpoint_and_page(
             ("GET", "/people-task/dashboard"),
             ("HEAD", "/people-task/dashboard?secret=not-a-secret"),
             ("POST", "/people-task/dashboard"),
+            ("GET", "/people-task/act/not-a-token/reassign"),
+            ("POST", "/people-task/act/not-a-token/reassign"),
+            ("GET", "/people-task/act/not-a-token/passed"),
             ("GET", "/no/such/path"),
             ("GET", "/openapi.json"),
         ]

@@ -30,6 +30,9 @@ PUBLIC_FIELDS = {
     # Several approvers, custom responses and forms (tests/test_approvers.py)
     "approvers", "decisionRule", "quorum", "options", "form", "allowSelfApproval", "option",
     "data",
+    # What the service does while a task waits (tests/test_notifications.py)
+    "notify", "reminders", "escalation", "nextReminderAt", "remindersSent", "escalatesAt",
+    "escalatedAt", "delegatedFrom", "reassignments", "decidedBySystem",
 }  # fmt: skip
 
 

@@ -117,6 +117,7 @@ def serve(
     )
     loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
     click.echo(f"peopletasks {__version__}: store {_safe_url(settings.database_url)}", err=True)
+    click.echo(f"peopletasks: mail {_mail(settings)}", err=True)
     uvicorn.run(
         "peopletasks.cli:app_factory",
         factory=True,
@@ -129,6 +130,17 @@ def serve(
         server_header=False,
         timeout_keep_alive=keep_alive_timeout,
     )
+
+
+def _mail(settings: Any) -> str:
+    """How the service sends mail (one line), or exit with what is wrong in PEOPLETASKS_SMTP_*."""
+    from peopletasks.mail.dispatcher import describe
+    from peopletasks.service.workers import smtp_config
+
+    try:
+        return describe(smtp_config(settings))
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _safe_url(url: str) -> str:

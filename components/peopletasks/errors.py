@@ -23,7 +23,7 @@ Error                        the root: catch it to catch anything below
  │                           (request_key, task_id, differences)
  ├── MailDeliveryError       a message was not delivered (recipients, code, smtp_message, ...)
  ├── LinkInvalid             an action-link token we did not issue (tampered, truncated)
- ├── LinkProblem             an action link that cannot be used (kind: invalid | expired, task)
+ ├── LinkProblem             an action link that cannot be used (kind, task)
  └── WebhookError            webhooks: signatures, targets, sending
       ├── InvalidSignature   verify() refused a request (reason: secret | headers | timestamp
       │                      | signature)
@@ -226,7 +226,8 @@ class LinkInvalid(Error):
 
 
 class LinkProblem(Error):
-    """Why a link cannot be used: `kind` is invalid | expired."""
+    """Why a link cannot be used: `kind` is invalid | expired | reassigned (the task went
+    to someone else since)."""
 
     def __init__(self, kind: str, message: str, task: dict[str, Any] | None = None) -> None:
         super().__init__(message)

@@ -17,6 +17,9 @@ The service's settings (`Settings`, read once per process):
 | PEOPLETASKS_TEMPLATES_DIR | a folder whose templates override ours (pages and mail) |
 | PEOPLETASKS_WEBHOOK_* | delivery timeout, retry base / max delay / horizon, concurrency |
 | PEOPLETASKS_BACKGROUND_WORKERS | run the dispatcher and deadline scheduler (default true) |
+| PEOPLETASKS_SMTP_HOST | the service sends mail (with the other PEOPLETASKS_SMTP_*) |
+| PEOPLETASKS_NOTIFY_DEFAULT | `notify` of tasks that do not say (`email`; default none) |
+| PEOPLETASKS_MAIL_* | the mail outbox: connections, retry base / max delay / horizon, poll |
 
 The components' configuration (the Prefect side, the mailer), read when used. Each is
 declared once, as a model: its environment form is `from_environment(model, prefix)`
@@ -122,6 +125,35 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         1024 * 1024, ge=1, description="A request body longer than this is refused (413)."
     )
+    # The service's own mail (issue 16). The SMTP connection itself is
+    # `mail.SmtpConfig.from_env()` (PEOPLETASKS_SMTP_*), read once at start when this is set.
+    smtp_host: str = Field(
+        "", description="The SMTP server the service sends its mail through; unset: no mail."
+    )
+    notify_default: CommaList = Field(
+        default_factory=list,
+        description="`notify` of a task that does not say (`email`, or empty: none).",
+    )
+    mail_connections: int = Field(
+        16,
+        ge=1,
+        le=64,
+        description="SMTP connections per process (fewer for providers that cap them).",
+    )
+    mail_retry_base_seconds: float = Field(30.0, gt=0, description="First retry delay.")
+    mail_retry_max_delay_seconds: float = Field(1800.0, gt=0)
+    mail_retry_horizon_seconds: float = Field(86400.0, gt=0, description="Give up after.")
+    mail_poll_seconds: float = Field(
+        1.0, gt=0, description="How often an idle mail dispatcher looks for retries."
+    )
+
+    @field_validator("notify_default")
+    @classmethod
+    def _known_channels(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - {"email"})
+        if unknown:
+            raise ValueError(f"unknown channel {unknown[0]!r}: the one channel is email")
+        return value
 
     @field_validator("public_url")
     @classmethod
@@ -154,6 +186,11 @@ class Settings(BaseSettings):
     @property
     def is_development(self) -> bool:
         return self.environment.lower() in {"development", "dev", "test"}
+
+    @property
+    def mails(self) -> bool:
+        """Whether the service sends mail (PEOPLETASKS_SMTP_HOST is set)."""
+        return bool(self.smtp_host.strip())
 
     @property
     def is_sqlite(self) -> bool:

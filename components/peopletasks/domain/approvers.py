@@ -85,6 +85,11 @@ def emails_of(task: Any) -> list[str]:
     return [state["email"] for state in states_of(task)]
 
 
+def asked(task: Any) -> list[str]:
+    """The approvers asked and not yet responded (whom mail with links goes to)."""
+    return [s["email"] for s in states_of(task) if s["status"] == Standing.PENDING]
+
+
 def whose_turn(states: Sequence[dict[str, Any]]) -> str | None:
     """The approver a sequential task waits for (None once nobody is asked)."""
     return next((s["email"] for s in states if s["status"] == Standing.PENDING), None)

@@ -48,7 +48,8 @@ class TTLCache(Generic[K, V]):
 
 
 class DeadlineAlarm:
-    """Tells the deadline scheduler of a deadline earlier than the one it waits for."""
+    """Tells the deadline scheduler of a time (a deadline, a reminder, an escalation)
+    earlier than the one it waits for."""
 
     def __init__(self) -> None:
         self.waiting_for: datetime | None = None
@@ -76,6 +77,10 @@ class Domain:
     wait_recheck_seconds: float = 5.0
     #: Appmixer's person-wide secrets (see `principals`); off by default.
     person_secrets: bool = False
+    #: Whether the service sends mail (it has SMTP): without, no mail is queued.
+    mail_enabled: bool = False
+    #: `notify` of a task created without one (where mail is enabled).
+    notify_default: tuple[str, ...] = ()
     token_cache: TTLCache[str, object] = field(init=False)
     #: A verified task secret -> its holder (a Principal).
     secret_holders: TTLCache[str, object] = field(init=False)
@@ -83,6 +88,8 @@ class Domain:
     secrets_cache: TTLCache[tuple[int, str, str], str] = field(init=False)
     #: Set after a commit that wrote webhook deliveries: wakes the dispatcher.
     outbox_ready: asyncio.Event = field(init=False)
+    #: Set after a commit that queued mail: wakes the mail dispatcher.
+    mail_ready: asyncio.Event = field(init=False)
     deadlines: DeadlineAlarm = field(init=False)
     #: Wakes those waiting for a task's decision (long polls).
     decisions: DecisionHub = field(init=False)
@@ -94,5 +101,6 @@ class Domain:
         self.secret_holders = TTLCache(self.auth_cache_seconds)
         self.secrets_cache = TTLCache(self.auth_cache_seconds)
         self.outbox_ready = asyncio.Event()
+        self.mail_ready = asyncio.Event()
         self.deadlines = DeadlineAlarm()
         self.decisions = DecisionHub()

@@ -5,9 +5,10 @@ caller (API, pages, edits, the deadline scheduler).
 
 A change reads the task locked (PostgreSQL `FOR UPDATE`; SQLite has one writer),
 asks `rules` whether it may happen, and writes the approvers' states, the new status
-with its history entry, its webhook events and its announcement in the same
-transaction: the task's status moves exactly once, and a later decision gets
-`Conflict` with the task as it stands.
+with its history entry, its webhook events, its announcement and its mail (`notices`)
+in the same transaction: the task's status moves exactly once, and a later decision
+gets `Conflict` with the task as it stands. An escalation decides as the system
+(`decide_as_system`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import Row
 
+from peopletasks.domain import notices
 from peopletasks.domain.approvers import Rule, responded, states_of, verdict
 from peopletasks.domain.context import Domain
 from peopletasks.domain.events import record_response, record_status_change
@@ -99,19 +101,7 @@ async def respond_row(
     outcome = Status(option["outcome"])
     mine = check_responder(principal, row)
     now = utcnow()
-    match standing(row, now):
-        case Standing.OVERDUE:
-            row = await _change_status(domain, conn, row, Status.DUE, None, now)
-            await keep_so_far(conn)
-            raise Conflict(
-                "the deadline has passed; the task is due",
-                task=task_view(row),
-                code="deadline_passed",
-            )
-        case Standing.CLOSED:
-            raise Conflict(
-                f"the task is already {row.status}", task=task_view(row), code="already_decided"
-            )
+    await refuse_unless_open(domain, conn, row, now)
     check_turn(row, mine)
     data = check_data(row.form, data, complete=outcome is Status.APPROVED)
     decided = {
@@ -140,11 +130,52 @@ async def respond_row(
     if final is None:
         changed = await stored.update_task(conn, row.seq, {**values, "updated_at": now})
         await record_response(domain, conn, changed, principal.email)
+        await notices.on_response(domain, conn, row, changed)
         return changed
     values.update(decided)
     return await _change_status(
         domain, conn, row, final, principal.email, now, values, responded_by=principal.email
     )
+
+
+async def refuse_unless_open(domain: Domain, conn: Conn, row: Row[Any], now: datetime) -> None:
+    """Raise `Conflict` unless the task `row` (read locked) can take a decision now. A
+    task found past its deadline turns due, and that is kept though the caller's
+    change is refused."""
+    match standing(row, now):
+        case Standing.OVERDUE:
+            row = await _change_status(domain, conn, row, Status.DUE, None, now)
+            await keep_so_far(conn)
+            raise Conflict(
+                "the deadline has passed; the task is due",
+                task=task_view(row),
+                code="deadline_passed",
+            )
+        case Standing.CLOSED:
+            raise Conflict(
+                f"the task is already {row.status}", task=task_view(row), code="already_decided"
+            )
+
+
+async def decide_as_system(
+    domain: Domain,
+    conn: Conn,
+    row: Row[Any],
+    decision: Status,
+    reason: str,
+    also: dict[str, Any] | None = None,
+) -> Row[Any]:
+    """Decide the open task `row` (read locked) as the service itself (an escalation):
+    nobody's decision (`decidedBy` null, `decidedBySystem`), `reason` as its comment."""
+    now = utcnow()
+    values = {
+        "decided_by": None,
+        "decided_at": now,
+        "comment": reason,
+        "decided_by_system": True,
+        **(also or {}),
+    }
+    return await _change_status(domain, conn, row, decision, None, now, values)
 
 
 async def _change_status(
@@ -172,6 +203,7 @@ async def _change_status(
     if responded_by is not None:
         await record_response(domain, conn, changed, responded_by)
     await record_status_change(domain, conn, changed)
+    await notices.on_status_change(domain, conn, changed)
     return changed
 
 

@@ -1,24 +1,24 @@
 """Delivery bookkeeping: claim due deliveries, record attempts, list and re-send.
 
-A claim is a lease (`claimed_until`): while it runs, no other dispatcher (on
-any replica) attempts the delivery; if its holder dies, the lease expires and
-the delivery is attempted again (at least once, never lost). On PostgreSQL
-claims skip rows other replicas hold locked (`FOR UPDATE SKIP LOCKED`).
+A claim is a lease (`store.leases`, as mail messages are claimed): while it runs, no
+other dispatcher (on any replica) attempts the delivery; if its holder dies, the
+lease expires and the delivery is attempted again (at least once, never lost).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import or_, select, update
 
 from peopletasks.domain.context import Domain
 from peopletasks.domain.handoff import ClaimedDelivery
 from peopletasks.domain.principals import Principal
 from peopletasks.domain.rules import may_manage_webhook
 from peopletasks.errors import Conflict, Forbidden, NotFound
+from peopletasks.store import leases
 from peopletasks.store.database import Conn
 from peopletasks.store.tables import (
     webhook_attempts,
@@ -28,7 +28,7 @@ from peopletasks.store.tables import (
 )
 from peopletasks.timeutil import format_datetime, utcnow
 
-PENDING, DELIVERED, FAILED, CANCELLED = "pending", "delivered", "failed", "cancelled"
+PENDING, DELIVERED, FAILED, CANCELLED = leases.PENDING, "delivered", "failed", "cancelled"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,64 +48,22 @@ class AttemptResult:
     disable_webhook: bool = False
 
 
-def _claimable(now: datetime) -> Any:
-    return and_(
-        webhook_deliveries.c.status == PENDING,
-        webhook_deliveries.c.next_attempt_at <= now,
-        or_(webhook_deliveries.c.claimed_until.is_(None), webhook_deliveries.c.claimed_until < now),
-    )
-
-
 async def has_due_deliveries(domain: Domain) -> bool:
     """A cheap read: is anything waiting to be claimed now?"""
     async with domain.db.read() as conn:
-        found = await conn.scalar(
-            select(webhook_deliveries.c.id).where(_claimable(utcnow())).limit(1)
-        )
-    return found is not None
+        return await leases.any_due(conn, webhook_deliveries, utcnow())
 
 
 async def next_attempt_due(domain: Domain) -> datetime | None:
     """When the earliest pending delivery becomes due (or its lease expires)."""
     async with domain.db.read() as conn:
-        row = (
-            await conn.execute(
-                select(webhook_deliveries.c.next_attempt_at, webhook_deliveries.c.claimed_until)
-                .where(webhook_deliveries.c.status == PENDING)
-                .order_by(webhook_deliveries.c.next_attempt_at)
-                .limit(1)
-            )
-        ).first()
-    if row is None:
-        return None
-    due: datetime = max(row.next_attempt_at, row.claimed_until or row.next_attempt_at)
-    return due
+        return await leases.earliest_due(conn, webhook_deliveries)
 
 
 async def claim_deliveries(domain: Domain, limit: int, lease: float) -> list[ClaimedDelivery]:
     """Lease up to `limit` due deliveries for `lease` seconds; oldest first."""
-    now = utcnow()
-    due = (
-        select(webhook_deliveries.c.id)
-        .where(_claimable(now))
-        .order_by(webhook_deliveries.c.next_attempt_at, webhook_deliveries.c.id)
-        .limit(limit)
-        # PostgreSQL: skip rows another replica is claiming (SQLite has one writer).
-        .with_for_update(skip_locked=True)
-    )
     async with domain.db.write() as conn:
-        ids = [
-            row.id
-            for row in await conn.execute(
-                update(webhook_deliveries)
-                .where(webhook_deliveries.c.id.in_(due.scalar_subquery()))
-                .values(
-                    claimed_until=now + timedelta(seconds=lease),
-                    attempts=webhook_deliveries.c.attempts + 1,
-                )
-                .returning(webhook_deliveries.c.id)
-            )
-        ]
+        ids = await leases.claim(conn, webhook_deliveries, utcnow(), limit, lease)
         if not ids:
             return []
         rows = await conn.execute(
@@ -222,15 +180,7 @@ async def _disable_webhook_of(conn: Conn, delivery_id: int, now: datetime) -> No
 async def release_claims(domain: Domain) -> int:
     """Free every lease (only for a store with a single replica, e.g. SQLite at start)."""
     async with domain.db.write() as conn:
-        result = await conn.execute(
-            update(webhook_deliveries)
-            .where(
-                webhook_deliveries.c.status == PENDING,
-                webhook_deliveries.c.claimed_until.is_not(None),
-            )
-            .values(claimed_until=None)
-        )
-    return int(result.rowcount or 0)
+        return await leases.release_all(conn, webhook_deliveries)
 
 
 # -- API ----------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The outbox: an event per task status change, written in the changing transaction.
+"""The outbox: an event per task status change (and per reassignment or escalation),
+written in the changing transaction.
 
 Every status change (approved, rejected, due) calls `record_status_change` on the
 connection that made it, so the change, its webhook deliveries and its announcement
@@ -40,7 +41,7 @@ async def record_status_change(domain: Domain, conn: Conn, task_row: Row[Any]) -
     webhook. Returns how many deliveries were written."""
     await announce_change(conn, task_row.id)
     after_commit(lambda: domain.decisions.notify(task_row.id))
-    return await _record(domain, conn, task_row, event_type(task_row.status), task_view(task_row))
+    return await record_event(domain, conn, task_row, event_type(task_row.status))
 
 
 async def record_response(domain: Domain, conn: Conn, task_row: Row[Any], email: str) -> int:
@@ -48,14 +49,31 @@ async def record_response(domain: Domain, conn: Conn, task_row: Row[Any], email:
     task as it now stands and `response` (that approver's state)."""
     view = task_view(task_row)
     response = next(a for a in view["approvers"] if a["email"] == email)
-    return await _record(domain, conn, task_row, "task.responded", {**view, "response": response})
+    content = {**view, "response": response}
+    return await record_event(
+        domain, conn, task_row, "task.responded", status_change=False, content=content
+    )
 
 
-async def _record(
-    domain: Domain, conn: Conn, task_row: Row[Any], type_: str, content: dict[str, Any]
+async def record_event(
+    domain: Domain,
+    conn: Conn,
+    task_row: Row[Any],
+    type_: str,
+    *,
+    status_change: bool = True,
+    content: dict[str, Any] | None = None,
 ) -> int:
+    """Write the event `type_` of `task_row` (its body `content`, by default the task as
+    it now stands) with a delivery per active webhook; a change that is not of status
+    (`task.responded`, `task.reassigned`, `task.escalated`) goes to URL webhooks only (a
+    `prefect` one resumes a flow run with the decision). Returns how many deliveries
+    were written."""
     hooks = await outbox.active_webhooks(conn, task_row.seq)
-    return await _write_event(domain, conn, task_row, hooks, type_, content)
+    if not status_change:
+        hooks = [hook for hook in hooks if hook.kind == "http"]
+    body = task_view(task_row) if content is None else content
+    return await _write_event(domain, conn, task_row, hooks, type_, body)
 
 
 async def record_current_status(
@@ -77,9 +95,8 @@ async def _write_event(
     content: dict[str, Any],
 ) -> int:
     """An event `type_` of `task_row` (its body `content`) with a delivery per webhook of
-    `hooks`
-    (`outbox.EVENT_HOOK_COLUMNS`), handed to this process's dispatcher at commit when
-    it has room. Returns how many deliveries were written."""
+    `hooks` (`outbox.EVENT_HOOK_COLUMNS`), handed to this process's dispatcher at commit
+    when it has room. Returns how many deliveries were written."""
     if not hooks:
         return 0
     now = utcnow()

@@ -31,16 +31,19 @@ from peopletasks.domain.values import (
     PRIORITIES,
     Approvers,
     Assignees,
+    Channels,
     ConnectedTo,
     CustomFields,
     Description,
     Email,
+    Escalation,
     Mappings,
     Options,
     Order,
     OrderGroup,
     Priority,
     Quorum,
+    Reminders,
     RequestKey,
     TaskRef,
     Timestamp,
@@ -120,6 +123,30 @@ class OptionPublic(BaseModel):
     key: str
     label: str
     outcome: Literal["approved", "rejected"]
+
+
+DurationShown = str | int | float
+
+
+class RemindersPublic(BaseModel):
+    every: DurationShown | None
+    beforeDue: list[DurationShown]
+    max: int
+
+
+class EscalationPublic(BaseModel):
+    after: DurationShown
+    to: str | None
+    action: Literal["notify", "reassign", "approve", "reject"]
+
+
+class ReassignmentPublic(BaseModel):
+    from_: str = Described(alias="from", description="The approver before.")
+    to: str = Described(description="The approver after.")
+    reassignedAt: str
+    reassignedBy: str | None = Described(description="Who; null when the escalation did.")
+    comment: str | None
+    reason: Literal["reassigned", "escalation"]
 
 
 class StatusChange(BaseModel):
@@ -611,6 +638,102 @@ FIELDS: tuple[TaskField, ...] = (
         description="Oldest first (read-only).",
         shown_default=[],
         show=_list_or_empty("status_history"),
+    ),
+    # -- what the service does for a task while it waits (issue 16) --
+    TaskField(
+        "notify",
+        Kind.STRUCTURED,
+        list[Literal["email"]],
+        "notify",
+        description='How the service tells people: `["email"]` mails the approver on '
+        "create (and the requester a copy and, later, the outcome). Unset: the service's "
+        "default (PEOPLETASKS_NOTIFY_DEFAULT, none unless configured). Shown as the service "
+        "does it: `[]` where the service has no SMTP.",
+        shown_default=[],
+        given_as=Channels,
+        on_create=OnCreate.OPTIONAL,
+        show=_list_or_empty("notify"),
+        store=lambda value: {"notify": value},
+    ),
+    TaskField(
+        "reminders",
+        Kind.STRUCTURED,
+        RemindersPublic | None,
+        "reminders",
+        description="Mail the pending approver again: `every` after creation and "
+        "`beforeDue` before the deadline, at most `max` times.",
+        shown_default=None,
+        given_as=Reminders,
+        on_create=OnCreate.OPTIONAL,
+    ),
+    TaskField(
+        "escalation",
+        Kind.STRUCTURED,
+        EscalationPublic | None,
+        "escalation",
+        description="What happens if the task is still pending `after` its creation.",
+        shown_default=None,
+        given_as=Escalation,
+        on_create=OnCreate.OPTIONAL,
+    ),
+    TaskField(
+        "nextReminderAt",
+        Kind.DATETIME,
+        str | None,
+        "next_reminder_at",
+        description="When the next reminder goes out (read-only).",
+        shown_default=None,
+    ),
+    TaskField(
+        "remindersSent",
+        Kind.NUMBER,
+        int,
+        "reminders_sent",
+        description="Reminders sent so far (read-only).",
+        shown_default=0,
+    ),
+    TaskField(
+        "escalatesAt",
+        Kind.DATETIME,
+        str | None,
+        "escalate_at",
+        description="When the escalation fires, if still pending (read-only).",
+        shown_default=None,
+    ),
+    TaskField(
+        "escalatedAt",
+        Kind.DATETIME,
+        str | None,
+        "escalated_at",
+        description="When the escalation fired (read-only).",
+        shown_default=None,
+    ),
+    TaskField(
+        "delegatedFrom",
+        Kind.EMAIL,
+        str | None,
+        "delegated_from",
+        description="The approver asked for, when a standing delegation sent the task to "
+        "`approver` instead (read-only).",
+        shown_default=None,
+    ),
+    TaskField(
+        "reassignments",
+        Kind.STRUCTURED,
+        list[ReassignmentPublic],
+        "reassignments",
+        description="Every change of approver by reassignment, oldest first (read-only).",
+        shown_default=[],
+        show=_list_or_empty("reassignments"),
+    ),
+    TaskField(
+        "decidedBySystem",
+        Kind.BOOLEAN,
+        bool,
+        "decided_by_system",
+        description="True when the escalation decided the task (`decidedBy` is null and "
+        "`comment` says why).",
+        shown_default=False,
     ),
 )
 

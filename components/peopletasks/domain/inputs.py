@@ -11,10 +11,12 @@ from pydantic import AfterValidator, Field, create_model, model_validator
 from peopletasks.domain.fields import BY_NAME, EDITABLE, FIELDS, OnCreate
 from peopletasks.domain.values import (
     Comment,
+    Email,
     Input,
     NoteText,
     OptionKey,
     Secret,
+    Timestamp,
     no_control_chars,
 )
 
@@ -127,3 +129,22 @@ class WebhookCreate(Input):
         if (self.url is None) == (self.prefect is None):
             raise ValueError("give exactly one of url and prefect")
         return self
+
+
+class Reassign(Input):
+    """Pass a task to someone else (`PUT /tasks/{id}/reassign`)."""
+
+    to: Email = Field(description="The new approver.")
+    comment: Comment | None = Field(None, description="Why; the new approver reads it.")
+    secret: Secret | None = Field(
+        None, description="The approver secret (or pass it as a query parameter, or a token)."
+    )
+
+
+class Delegation(Input):
+    """While `start` <= now < `end`, new tasks for `from` go to `to`."""
+
+    from_: Email = Field(alias="from", description="Whose tasks.")
+    to: Email = Field(description="Who decides them instead.")
+    start: Timestamp | None = Field(None, description="From when (default: now).")
+    end: Timestamp = Field(description="Until when.")

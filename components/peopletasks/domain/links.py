@@ -12,6 +12,7 @@ from peopletasks import links
 from peopletasks.domain.approvers import emails_of
 from peopletasks.domain.context import Domain
 from peopletasks.domain.decisions import respond_to_task
+from peopletasks.domain.delegation import reassign_task
 from peopletasks.domain.options import options_of
 from peopletasks.domain.principals import Principal, PrincipalKind
 from peopletasks.domain.rules import Standing, standing
@@ -94,6 +95,11 @@ async def open_link(domain: Domain, token: str) -> OpenedLink:
     try:
         approver = links.signed_for(domain.signer, claims, emails_of(row))
     except links.LinkInvalid as exc:
+        passed_to = _passed_to(domain, claims, row)
+        if passed_to is not None:
+            raise LinkProblem(
+                "reassigned", f"this task was passed to {passed_to}", task_view(row)
+            ) from None
         raise LinkProblem("invalid", str(exc)) from None
     if claims.choice >= len(options):
         raise LinkProblem("invalid", "this link does not belong to any response of the task")
@@ -120,14 +126,38 @@ async def open_link(domain: Domain, token: str) -> OpenedLink:
     )
 
 
-async def decide_by_link(
-    domain: Domain, opened: OpenedLink, comment: str | None, data: Any = None
-) -> dict[str, Any]:
-    """The approver's response through their link (the same rules as the API)."""
-    approver = Principal(
+def _passed_to(domain: Domain, claims: links.LinkClaims, row: Row[Any]) -> str | None:
+    """Whom the task was passed to, if the link was an earlier approver's (None: it was
+    not)."""
+    for entry in row.reassignments or ():
+        try:
+            links.signed_for(domain.signer, claims, [entry["from"]])
+        except links.LinkInvalid:
+            continue
+        return str(entry["to"])
+    return None
+
+
+def _approver_of(opened: OpenedLink) -> Principal:
+    """Who holds a link: the approver it was signed for, as their secret speaks for them."""
+    return Principal(
         org_id=opened.org_id,
         email=opened.approver,
         kind=PrincipalKind.APPROVER_SECRET,
         task_id=opened.task["id"],
     )
-    return await respond_to_task(domain, approver, opened.task["id"], opened.action, comment, data)
+
+
+async def decide_by_link(
+    domain: Domain, opened: OpenedLink, comment: str | None, data: Any = None
+) -> dict[str, Any]:
+    """The approver's response through their link (the same rules as the API)."""
+    principal = _approver_of(opened)
+    return await respond_to_task(domain, principal, opened.task["id"], opened.action, comment, data)
+
+
+async def reassign_by_link(
+    domain: Domain, opened: OpenedLink, to: str, comment: str | None
+) -> dict[str, Any]:
+    """The approver passes their part on ("Ask someone else"), as the API's reassign."""
+    return await reassign_task(domain, _approver_of(opened), opened.task["id"], to, comment)

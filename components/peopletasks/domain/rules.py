@@ -16,7 +16,7 @@ from peopletasks.domain.approvers import emails_of, states_of, whose_turn
 from peopletasks.domain.principals import Principal, PrincipalKind
 from peopletasks.domain.status import DECISIONS, Status
 from peopletasks.domain.views import task_view
-from peopletasks.errors import Conflict, Forbidden
+from peopletasks.errors import Conflict, Forbidden, ValidationFailed
 
 
 class Standing(Enum):
@@ -108,3 +108,41 @@ def terms_are_final(task: Any) -> bool:
 def may_manage_webhook(principal: Principal, created_by: str | None) -> bool:
     """A webhook is its registrant's (and an admin token's) to read, delete and re-send."""
     return principal.is_user and (principal.admin or created_by == principal.email)
+
+
+def check_reassigner(principal: Principal, task: Any) -> str:
+    """Whose part of `task` the caller passes on: an approver's own (by their secret,
+    token or dashboard), not yet given; or, by the task's creator or an admin token, the
+    approver of a task with one. Raises Forbidden, or Conflict for a response given."""
+    if principal.kind is PrincipalKind.REQUESTER_SECRET:
+        raise Forbidden("a requester secret may read a task, not reassign it")
+    states = states_of(task)
+    mine = next((s for s in states if s["email"] == principal.email), None)
+    if mine is not None:
+        if mine["status"] in DECISIONS and task.status == Status.PENDING:
+            raise Conflict(
+                f"{principal.email} has responded already ({mine['status']})",
+                task=task_view(task),
+                code="already_responded",
+            )
+        return principal.email
+    approvers = ", ".join(s["email"] for s in states)
+    if not principal.is_user or not (principal.admin or task.created_by == principal.email):
+        raise Forbidden(
+            f"only the approver ({approvers}), the task's creator or an admin token may "
+            "reassign this task"
+        )
+    if len(states) > 1:
+        raise ValidationFailed.field(
+            "to", f"this task has several approvers ({approvers}): each passes on their own part"
+        )
+    return str(task.approver)
+
+
+def check_delegator(principal: Principal, from_email: str) -> None:
+    """A standing delegation of `from_email`'s tasks is theirs to set, with their own API
+    token, or an admin token's. Raises Forbidden."""
+    if not principal.is_user:
+        raise Forbidden("a delegation needs an API token; a task secret may not set one")
+    if principal.email != from_email and not principal.admin:
+        raise Forbidden(f"only {from_email} (or an admin token) may delegate their tasks")

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Row, func, or_, select, union
 from sqlalchemy.exc import IntegrityError
 
+from peopletasks.domain import follow_ups, notices
 from peopletasks.domain.approvers import Rule, emails_of, initial_states
 from peopletasks.domain.context import Domain
 from peopletasks.domain.decisions import decide_row
@@ -283,9 +284,7 @@ async def create_task(domain: Domain, principal: Principal, data: TaskCreate) ->
     now = utcnow()
     values = {
         **columns_for(given),
-        "approvers": initial_states(approvers, given["decisionRule"])
-        if len(approvers) > 1
-        else None,
+        "approvers": None,  # with several, their states (below, after delegations)
         "id": new_public_id(),
         "org_id": principal.org_id,
         "status": Status.PENDING.value,
@@ -297,6 +296,12 @@ async def create_task(domain: Domain, principal: Principal, data: TaskCreate) ->
     try:
         async with domain.db.write() as conn:
             await _check_parent(conn, principal.org_id, given["parentId"], None)
+            follow, approvers = await follow_ups.for_new_task(
+                domain, conn, principal.org_id, values, approvers, now
+            )
+            values.update(follow)
+            if len(approvers) > 1:
+                values["approvers"] = initial_states(approvers, given["decisionRule"])
             approver_secrets, requester_secret = await task_secrets(
                 domain, conn, principal.org_id, values["id"], approvers, values["requester"]
             )
@@ -305,6 +310,7 @@ async def create_task(domain: Domain, principal: Principal, data: TaskCreate) ->
                 await stored.set_assignees(conn, row.seq, values["assignees"])
             if len(approvers) > 1:
                 await stored.set_approvers(conn, row.seq, approvers)
+            await notices.on_create(domain, conn, row)
     except IntegrityError:
         if request_key is None:
             raise
@@ -313,7 +319,8 @@ async def create_task(domain: Domain, principal: Principal, data: TaskCreate) ->
         if existing is None:
             raise
         return existing
-    domain.deadlines.note(given["decisionBy"])
+    for when in (row.decision_by, row.next_reminder_at, row.escalate_at):
+        domain.deadlines.note(when)
     return _with_secrets(domain, row, approver_secrets, requester_secret, created=True)
 
 
@@ -447,6 +454,8 @@ async def edit_task(
         if "parentId" in changed:
             await _check_parent(conn, row.org_id, given["parentId"], row.id)
         columns = {c: v for fields in changed.values() for c, v in fields.items()}
+        if "decision_by" in columns:
+            columns.update(follow_ups.rescheduled(domain, row, columns["decision_by"]))
         if changed:
             entry = _change_entry(row, changed, principal.email, now)
             columns["change_log"] = [*(row.change_log or ()), entry]
@@ -463,4 +472,5 @@ async def edit_task(
         if "assignees" in columns:
             await stored.set_assignees(conn, row.seq, columns["assignees"])
     domain.deadlines.note(columns.get("decision_by"))
+    domain.deadlines.note(columns.get("next_reminder_at"))
     return task_view(row)

@@ -22,6 +22,7 @@ from pydantic import (
     StrictStr,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from peopletasks.timeutil import parse_datetime
@@ -309,3 +310,100 @@ def _both_outcomes(options: list[Option]) -> list[Option]:
 Options = Annotated[
     list[Option], Field(min_length=2, max_length=10), AfterValidator(_both_outcomes)
 ]
+
+
+# -- follow-ups: notifications, reminders, escalation, delegation -------------------------
+
+#: The longest duration a reminder or escalation takes (ten years, in seconds).
+MAX_DURATION_SECONDS = 3650 * 86400.0
+_NUMBER = r"(\d+(?:[.,]\d+)?)"
+_ISO_DURATION = re.compile(
+    rf"^P(?:{_NUMBER}W)?(?:{_NUMBER}D)?(?:T(?:{_NUMBER}H)?(?:{_NUMBER}M)?(?:{_NUMBER}S)?)?$"
+)
+_CALENDAR_UNITS = re.compile(r"^P(?:[^T]*[YM])")
+DURATION_HINT = "an ISO 8601 duration such as P1D, PT24H or P1DT12H, or a number of seconds"
+
+
+def duration_seconds(value: str | int | float) -> float:
+    """Seconds of a duration as callers give it (ISO 8601 or seconds); raises ValueError."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected {DURATION_HINT}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        text = value.strip().upper()
+        if _CALENDAR_UNITS.match(text):
+            raise ValueError("years and months have no fixed length: give weeks or days (P30D)")
+        found = _ISO_DURATION.match(text)
+        if found is None or text in {"P", "PT"} or text.endswith("T"):
+            raise ValueError(f"expected {DURATION_HINT}")
+        weeks, days, hours, minutes, secs = (
+            float(part.replace(",", ".")) if part else 0.0 for part in found.groups()
+        )
+        seconds = (((weeks * 7 + days) * 24 + hours) * 60 + minutes) * 60 + secs
+    if not math.isfinite(seconds) or seconds < 1:
+        raise ValueError("must be at least one second")
+    if seconds > MAX_DURATION_SECONDS:
+        raise ValueError("must be at most 3650 days")
+    return seconds
+
+
+def _duration(value: object) -> object:
+    if not isinstance(value, str | int | float):
+        raise ValueError(f"expected {DURATION_HINT}")
+    duration_seconds(value)
+    return value.strip().upper() if isinstance(value, str) else value
+
+
+Duration = Annotated[
+    str | int | float,
+    BeforeValidator(_duration),
+    Field(
+        description="ISO 8601 (P1D, PT24H, P1DT12H; no years or months) or seconds.",
+        json_schema_extra={"examples": ["P1D", "PT1H", 3600]},
+    ),
+]
+
+#: How the service may notify people of a task.
+Channel = Literal["email"]
+Channels = Annotated[
+    list[Channel],
+    Field(max_length=1),
+    AfterValidator(lambda v: _unique(v, lambda c: c, "the channel")),
+]
+
+
+class Reminders(Input):
+    """When the pending approver is reminded: every `every` from the task's creation
+    and `beforeDue` before its deadline, at most `max` times in all."""
+
+    every: Duration | None = Field(None, description="Repeat this long after creation.")
+    beforeDue: list[Duration] = Field(
+        default_factory=list, max_length=10, description="This long before `decisionBy`."
+    )
+    max: StrictInt = Field(10, ge=1, le=100, description="At most this many reminders.")
+
+    @model_validator(mode="after")
+    def _something(self) -> Reminders:
+        if self.every is None and not self.beforeDue:
+            raise ValueError("give every, beforeDue or both")
+        return self
+
+
+EscalationAction = Literal["notify", "reassign", "approve", "reject"]
+
+
+class Escalation(Input):
+    """What happens when the task is still pending `after` its creation: `notify`
+    tells `to`; `reassign` makes `to` the approver; `approve` / `reject` decide it as
+    the system (and tell `to`, when given)."""
+
+    after: Duration = Field(description="This long after creation.")
+    to: Email | None = Field(None, description="The escalation contact.")
+    action: EscalationAction = "notify"
+
+    @model_validator(mode="after")
+    def _contact(self) -> Escalation:
+        if self.to is None and self.action in ("notify", "reassign"):
+            raise ValueError(f"`to` is required for action {self.action}")
+        return self

@@ -43,7 +43,8 @@ def history_view(row: Row[Any]) -> list[dict[str, Any]]:
     shows it: each status change (`event` created, approved, rejected or due; a
     decision with its comment), each edit (`event` edited, with its `changes`) and, on
     a task with several approvers, each response (`event` responded, by whom, with
-    its `option` and comment)."""
+    its `option` and comment) and each reassignment (`event` reassigned, with
+    `approver` from whom to whom)."""
     comment = row.comment
     entries = [
         {
@@ -80,6 +81,18 @@ def history_view(row: Row[Any]) -> list[dict[str, Any]]:
         }
         for state in row.approvers or ()
         if state["respondedAt"] is not None
+    ]
+    entries += [
+        {
+            "event": "reassigned",
+            "from": None,
+            "to": None,
+            "changedBy": entry["reassignedBy"],
+            "changedAt": entry["reassignedAt"],
+            "comment": entry["comment"],
+            "approver": {"from": entry["from"], "to": entry["to"]},
+        }
+        for entry in row.reassignments or ()
     ]
     # Within one millisecond: the creation, an edit, a response, then the status it moved.
     rank = {"created": 0, "edited": 1, "responded": 2}

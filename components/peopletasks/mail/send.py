@@ -228,6 +228,29 @@ class Mailer:
         self._free.append(connection)
         self._available.release()
 
+    async def open(self, count: int | None = None) -> int:
+        """Open up to `count` (default: all) of the pool's free places' connections now,
+        side by side, ahead of a burst of sends (connecting, TLS and login then cost
+        the burst nothing). Places in use are left alone; a connection that fails to
+        open is left to the sends that follow. Returns how many were opened."""
+        wanted = min(count or self.connections, self.connections)
+        held: list[_Connection] = []
+        try:
+            while len(held) < wanted and not self._available.locked():
+                held.append(await self._acquire())
+            closed = [c for c in held if not c.connected]
+            opened = await asyncio.gather(
+                *(self._connect(c) for c in closed), return_exceptions=True
+            )
+        finally:
+            for connection in held:
+                self._release(connection)
+        for failure in (o for o in opened if isinstance(o, BaseException)):
+            log.info(
+                "opening an SMTP connection to %s ahead failed: %s", self.config.address, failure
+            )
+        return sum(1 for o in opened if not isinstance(o, BaseException))
+
     async def close(self) -> None:
         """Say QUIT (politely, briefly) and close every open connection.
 

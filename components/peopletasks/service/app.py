@@ -63,6 +63,8 @@ def build_domain(settings: Settings) -> Domain:
         link_max_age_seconds=settings.link_max_age_seconds,
         wait_recheck_seconds=settings.wait_recheck_seconds,
         person_secrets=settings.person_secrets,
+        mail_enabled=settings.mails,
+        notify_default=tuple(settings.notify_default),
     )
 
 

@@ -1,4 +1,5 @@
-"""The pages people reach from e-mail: confirm, decide, see the outcome.
+"""The pages people reach from e-mail: confirm, decide, see the outcome, or ask
+someone else to decide instead (a reassignment by the link's approver).
 
 GET and HEAD only render (mail scanners that open every link change nothing);
 only the POST of the page's own form decides, and it is refused when it comes
@@ -17,9 +18,16 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from peopletasks import links
 from peopletasks.domain import Domain
 from peopletasks.domain.forms import data_from_fields, form_fields
-from peopletasks.domain.links import LinkProblem, OpenedLink, decide_by_link, open_link
+from peopletasks.domain.links import (
+    LinkProblem,
+    OpenedLink,
+    decide_by_link,
+    open_link,
+    reassign_by_link,
+)
 from peopletasks.domain.rules import Standing
 from peopletasks.domain.status import DECISIONS
+from peopletasks.domain.values import normalize_email
 from peopletasks.errors import Conflict, PeopleTaskError, ValidationFailed
 from peopletasks.templating import environment
 
@@ -57,6 +65,11 @@ _PROBLEMS = {
         "The form was incomplete or altered. Open the link from the e-mail again.",
     ),
     "too_large": (413, "Request refused", "The comment is too long."),
+    "reassigned": (
+        410,
+        "This task was passed to someone else",
+        "It now waits for another approver; this link no longer decides it.",
+    ),
 }
 
 
@@ -92,12 +105,7 @@ async def confirm(request: Request, token: str) -> Response:
     opened = await _open(request, token)
     if isinstance(opened, HTMLResponse):
         return opened
-    task = opened.task
-    if opened.standing is not Standing.OPEN:
-        if task["status"] in DECISIONS:
-            return _page(request, "pages/done.html", task=task, fresh=False, late=False)
-        return _problem(request, "deadline", task)
-    return _confirm_page(request, opened)
+    return _closed(request, opened) or _confirm_page(request, opened)
 
 
 def _confirm_page(
@@ -115,6 +123,7 @@ def _confirm_page(
         choices=chosen + others,
         fields=form_fields(opened.task["form"]),
         error=error,
+        reassign_url=f"/people-task/act/{opened.token}/reassign",
         form_token=links.form_token(_domain(request).signer, opened.task["id"]),
     )
 
@@ -136,8 +145,8 @@ def cross_site(request: Request) -> bool:
     return origin not in own
 
 
-@router.post("/{token}")
-async def decide(request: Request, token: str) -> Response:
+async def _posted(request: Request, token: str) -> tuple[OpenedLink, dict[str, str]] | Response:
+    """The page's own form, posted from this site for an open link (else a problem page)."""
     if cross_site(request):
         return _problem(request, "cross_site")
     body = await request.body()
@@ -150,7 +159,18 @@ async def decide(request: Request, token: str) -> Response:
     signer = _domain(request).signer
     if form.get("form_token") != links.form_token(signer, opened.task["id"]):
         return _problem(request, "form")
-    if form.get("decision", opened.action) != opened.action or "\x00" in form.get("comment", ""):
+    if any("\x00" in value for value in form.values()):
+        return _problem(request, "form")
+    return opened, form
+
+
+@router.post("/{token}")
+async def decide(request: Request, token: str) -> Response:
+    posted = await _posted(request, token)
+    if isinstance(posted, Response):
+        return posted
+    opened, form = posted
+    if form.get("decision", opened.action) != opened.action:
         return _problem(request, "form")
     comment = form.get("comment", "").strip()[:10_000] or None
     late = False
@@ -176,9 +196,104 @@ async def done(request: Request, token: str) -> Response:
     opened = await _open(request, token)
     if isinstance(opened, HTMLResponse):
         return opened
-    if opened.task["status"] not in DECISIONS:  # nothing is recorded yet: back to the form
+    if _response_of(opened) is None:  # nothing is recorded yet: back to the form
         return RedirectResponse(
             f"/people-task/act/{token}", status_code=303, headers=SECURITY_HEADERS
         )
     late = request.query_params.get("late") == "1"
-    return _page(request, "pages/done.html", task=opened.task, fresh=not late, late=late)
+    mine = _response_of(opened)
+    return _page(request, "pages/done.html", task=opened.task, fresh=not late, late=late, mine=mine)
+
+
+def _response_of(opened: OpenedLink) -> dict[str, Any] | None:
+    """The link's approver's recorded response (on a task with one approver, the task's
+    decision), or None."""
+    if opened.task["status"] in DECISIONS:
+        return dict(opened.task)
+    mine = next(a for a in opened.task["approvers"] if a["email"] == opened.approver)
+    return mine if mine["status"] in DECISIONS else None
+
+
+def _closed(request: Request, opened: OpenedLink) -> Response | None:
+    """The page for a link whose task can no longer take a decision, or whose approver
+    has responded (None: it can take theirs)."""
+    if opened.standing is Standing.OPEN:
+        response = _response_of(opened)
+        if response is None:
+            return None
+        return _page(
+            request, "pages/done.html", task=opened.task, fresh=False, late=False, mine=response
+        )
+    if opened.task["status"] in DECISIONS:
+        return _page(request, "pages/done.html", task=opened.task, fresh=False, late=False)
+    return _problem(request, "deadline", opened.task)
+
+
+def _reassign_form(
+    request: Request, opened: OpenedLink, status: int = 200, **values: str
+) -> HTMLResponse:
+    return _page(
+        request,
+        "pages/reassign.html",
+        status,
+        task=opened.task,
+        action_url=f"/people-task/act/{opened.token}/reassign",
+        back_url=f"/people-task/act/{opened.token}",
+        form_token=links.form_token(_domain(request).signer, opened.task["id"]),
+        to=values.get("to", ""),
+        comment=values.get("comment", ""),
+        error=values.get("error"),
+    )
+
+
+@router.api_route("/{token}/reassign", methods=["GET", "HEAD"])
+async def ask_someone_else(request: Request, token: str) -> Response:
+    """The form that passes the task on: who, and why. Changes nothing."""
+    opened = await _open(request, token)
+    if isinstance(opened, HTMLResponse):
+        return opened
+    return _closed(request, opened) or _reassign_form(request, opened)
+
+
+@router.post("/{token}/reassign")
+async def reassign(request: Request, token: str) -> Response:
+    posted = await _posted(request, token)
+    if isinstance(posted, Response):
+        return posted
+    opened, form = posted
+    given = form.get("to", "").strip()[:320]
+    comment = form.get("comment", "").strip()[:10_000]
+    try:
+        to = normalize_email(given)
+    except ValueError as exc:
+        error = f"The address {exc}."
+        return _reassign_form(request, opened, 422, to=given, comment=comment, error=error)
+    try:
+        await reassign_by_link(_domain(request), opened, to, comment or None)
+    except ValidationFailed as invalid:
+        said = invalid.details[0]["message"] if invalid.details else invalid.message
+        error = said[0].upper() + said[1:] + "."
+        return _reassign_form(request, opened, 422, to=given, comment=comment, error=error)
+    except Conflict as conflict:
+        if conflict.code == "deadline_passed":
+            return _problem(request, "deadline", conflict.task)
+        return _page(request, "pages/done.html", task=conflict.task, fresh=False, late=True)
+    except PeopleTaskError:
+        return _problem(request, "form")
+    return RedirectResponse(
+        f"/people-task/act/{token}/passed", status_code=303, headers=SECURITY_HEADERS
+    )
+
+
+@router.api_route("/{token}/passed", methods=["GET", "HEAD"])
+async def passed(request: Request, token: str) -> Response:
+    """After "Ask someone else": whom the task went to (the link no longer decides)."""
+    try:
+        opened = await open_link(_domain(request), token)
+    except LinkProblem as problem:
+        if problem.kind != "reassigned":
+            return _problem(request, problem.kind, problem.task)
+        return _page(
+            request, "pages/passed.html", task=problem.task, mailed=_domain(request).mail_enabled
+        )
+    return RedirectResponse(f"/people-task/act/{opened.token}", headers=SECURITY_HEADERS)

@@ -8,13 +8,17 @@ from fastapi import APIRouter, Body, Path, Query, Request, Response
 
 from peopletasks.domain import Status
 from peopletasks.domain import decisions as decision_ops
+from peopletasks.domain import delegation as delegation_ops
 from peopletasks.domain import deliveries as delivery_ops
 from peopletasks.domain import links as link_ops
+from peopletasks.domain import messages as message_ops
 from peopletasks.domain import tasks as task_ops
 from peopletasks.domain import webhooks as webhook_ops
 from peopletasks.domain.inputs import (
     Decide,
+    Delegation,
     NoteCreate,
+    Reassign,
     Respond,
     TaskCreate,
     TaskEdit,
@@ -30,8 +34,10 @@ from peopletasks.service.routing import ApiRoute
 from peopletasks.service.schemas import (
     ActionLinks,
     DashboardUrl,
+    DelegationPublic,
     DeliveryPublic,
     HistoryEntry,
+    MessagePublic,
     NotePublic,
     TaskCount,
     TaskCreated,
@@ -355,6 +361,94 @@ async def respond_to_task(
             domain, principal, id, body.option, body.comment, body.data
         )
     )
+
+
+@router.put(
+    "/tasks/{id}/reassign",
+    tags=["tasks"],
+    operation_id="reassignTask",
+    summary="Pass a task to someone else",
+    response_model=TaskPublic,
+    responses=error_responses(400, 401, 403, 404, 409, 422),
+)
+async def reassign_task(
+    domain: DomainDep,
+    principal: BodySecretPrincipalDep,
+    id: TaskId,
+    body: Reassign,
+) -> Any:
+    """`to` becomes the approver of a task that can still be decided, in the caller's
+    place: by an approver (secret in body or query, token, or dashboard) who has not
+    responded; or, on a task with one approver, by its creator or an admin token. The
+    old approver's links stop deciding; the new approver gets a mail with links of their
+    own (where the service has SMTP); `reassignments`, the history and a
+    `task.reassigned` webhook record it. A reassignment racing a decision has one
+    winner: the other gets 409."""
+    return json(await delegation_ops.reassign_task(domain, principal, id, body.to, body.comment))
+
+
+@router.get(
+    "/tasks/{id}/messages",
+    tags=["tasks"],
+    operation_id="listTaskMessages",
+    summary="The mail the service sent about a task, oldest first",
+    response_model=list[MessagePublic],
+    responses=error_responses(401, 404, 422),
+)
+async def list_task_messages(
+    domain: DomainDep,
+    principal: PrincipalDep,
+    id: TaskId,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> Any:
+    """To whom, what kind, how it went (each attempt); never bodies or links."""
+    return json(await message_ops.list_messages(domain, principal, id, limit=limit, offset=offset))
+
+
+@router.put(
+    "/delegations",
+    tags=["delegations"],
+    operation_id="setDelegation",
+    summary="Send the caller's new tasks to someone else for a while",
+    response_model=DelegationPublic,
+    responses=error_responses(400, 401, 403, 422),
+)
+async def set_delegation(domain: DomainDep, principal: PrincipalDep, body: Delegation) -> Any:
+    """Tasks created for `from` while `start` <= now < `end` go to `to` (recorded on
+    the task as `delegatedFrom`). One per person: a new one replaces it. `from` is the
+    caller (their API token)."""
+    return json(await delegation_ops.set_delegation(domain, principal, body))
+
+
+@router.get(
+    "/delegations",
+    tags=["delegations"],
+    operation_id="listDelegations",
+    summary="The caller's delegations, from them and to them",
+    response_model=list[DelegationPublic],
+    responses=error_responses(401, 403),
+)
+async def list_delegations(domain: DomainDep, principal: PrincipalDep) -> Any:
+    return json(await delegation_ops.list_delegations(domain, principal))
+
+
+@router.delete(
+    "/delegations/{email}",
+    tags=["delegations"],
+    operation_id="deleteDelegation",
+    summary="End a delegation",
+    status_code=204,
+    response_class=Response,
+    responses=error_responses(401, 403, 404),
+)
+async def delete_delegation(
+    domain: DomainDep,
+    principal: PrincipalDep,
+    email: Annotated[str, Path(max_length=320, description="Its `from`.")],
+) -> Response:
+    await delegation_ops.delete_delegation(domain, principal, email.strip().lower())
+    return Response(status_code=204)
 
 
 @router.post(

@@ -94,8 +94,13 @@ class FieldChange(BaseModel):
     to: Any
 
 
+class ApproverChange(BaseModel):
+    from_: str = Field(alias="from")
+    to: str
+
+
 class HistoryEntry(BaseModel):
-    event: Literal["created", "approved", "rejected", "due", "edited", "responded"]
+    event: Literal["created", "approved", "rejected", "due", "edited", "responded", "reassigned"]
     from_: StatusName | None = Field(
         alias="from", description="The status before (null on creation and edits)."
     )
@@ -107,6 +112,46 @@ class HistoryEntry(BaseModel):
         None, description="An edit's fields, each as shown before and after."
     )
     option: str | None = Field(None, description="A response's option.")
+    approver: ApproverChange | None = Field(
+        None, description="A reassignment's approvers: from whom to whom."
+    )
+
+
+class MailAttemptPublic(BaseModel):
+    attemptedAt: str
+    latencyMs: int
+    smtpCode: int | None = Field(description="The SMTP server's reply code (250: accepted).")
+    error: str | None
+
+
+class MessagePublic(BaseModel):
+    """A mail the service sent (or will send) about a task; never its body or links."""
+
+    id: str
+    kind: Literal[
+        "approval", "copy", "reminder", "reassigned", "escalation", "escalated", "outcome"
+    ]
+    to: str
+    sequence: int = Field(description="Which of its kind: reminder n, n-th reassignment ...")
+    status: Literal["pending", "sent", "failed", "cancelled"]
+    attempts: int
+    messageId: str | None = Field(
+        description="The Message-ID header, the same on every attempt (set by the first)."
+    )
+    createdAt: str
+    sentAt: str | None
+    nextAttemptAt: str | None
+    lastError: str | None = Field(description="Why the last attempt failed, or why cancelled.")
+    attemptLog: list[MailAttemptPublic]
+
+
+class DelegationPublic(BaseModel):
+    from_: str = Field(alias="from")
+    to: str
+    start: str
+    end: str
+    createdBy: str | None
+    createdAt: str
 
 
 class PrefectTarget(BaseModel):
@@ -146,7 +191,9 @@ class AttemptPublic(BaseModel):
 class DeliveryPublic(BaseModel):
     id: str
     messageId: str = Field(description="The `webhook-id` header: the same on every attempt.")
-    type: str = Field(description="task.approved, task.rejected or task.due")
+    type: str = Field(
+        description="task.approved, task.rejected, task.due, task.reassigned or task.escalated"
+    )
     status: Literal["pending", "delivered", "failed", "cancelled"]
     attempts: int
     nextAttemptAt: str | None

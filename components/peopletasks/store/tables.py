@@ -96,6 +96,12 @@ people = Table(
 #: must state its condition, as written here, for the index to serve it.
 PENDING_DEADLINE_INDEX = "ix_tasks_pending_deadline"
 PENDING_ONLY = "status = 'pending'"
+#: The scheduler's indexes of reminders and escalations still to come (pending tasks
+#: that have one only); as with deadlines, a query states these conditions.
+PENDING_REMINDER_INDEX = "ix_tasks_pending_reminder"
+PENDING_REMINDER_ONLY = "status = 'pending' AND next_reminder_at IS NOT NULL"
+PENDING_ESCALATION_INDEX = "ix_tasks_pending_escalation"
+PENDING_ESCALATION_ONLY = "status = 'pending' AND escalate_at IS NOT NULL"
 
 tasks = Table(
     "tasks",
@@ -158,6 +164,20 @@ tasks = Table(
     Column("comment", Text),
     # The caller's idempotency key: creating twice with one key gives one task.
     Column("request_key", String(200)),
+    # What the service does while the task waits (issue 16): how it tells people
+    # (["email"] or none), reminders and escalation as given, and their schedule.
+    Column("notify", JSON),
+    Column("reminders", JSON),
+    Column("escalation", JSON),
+    Column("next_reminder_at", UTCDateTime),
+    Column("reminders_sent", Integer, nullable=False, server_default="0"),
+    Column("escalate_at", UTCDateTime),
+    Column("escalated_at", UTCDateTime),
+    # The approver asked for, when a standing delegation chose `approver` instead.
+    Column("delegated_from", EMAIL),
+    # [{"from", "to", "reassignedAt", "reassignedBy", "comment", "reason"}], oldest first.
+    Column("reassignments", JSON),
+    Column("decided_by_system", Boolean, nullable=False, server_default="0"),
     Index(
         "uq_tasks_org_request_key",
         "org_id",
@@ -176,6 +196,18 @@ tasks = Table(
         "decision_by",
         sqlite_where=text(PENDING_ONLY),
         postgresql_where=text(PENDING_ONLY),
+    ),
+    Index(
+        PENDING_REMINDER_INDEX,
+        "next_reminder_at",
+        sqlite_where=text(PENDING_REMINDER_ONLY),
+        postgresql_where=text(PENDING_REMINDER_ONLY),
+    ),
+    Index(
+        PENDING_ESCALATION_INDEX,
+        "escalate_at",
+        sqlite_where=text(PENDING_ESCALATION_ONLY),
+        postgresql_where=text(PENDING_ESCALATION_ONLY),
     ),
     # Filters that stand on their own: the entity a task is about, a parent's children
     # (of the tasks that have one: most have none, and an entry costs every insert).
@@ -315,4 +347,71 @@ webhook_attempts = Table(
     Column("latency_ms", Integer, nullable=False),
     Column("error", Text),
     Column("response_body", Text),
+)
+
+
+# The mail outbox (issue 16): every message the service sends, written in the
+# transaction of the change that causes it, sent by a dispatcher in each replica
+# (claimed with a lease, like webhook deliveries), logged per attempt. No bodies:
+# a message is rendered when it is sent, with the task as it then is and fresh links.
+mail_messages = Table(
+    "mail_messages",
+    metadata,
+    Column("id", BigIntPK, primary_key=True, autoincrement=True),
+    Column("public_id", PUBLIC_ID, nullable=False, unique=True),
+    Column("org_id", ForeignKey("organizations.id"), nullable=False),
+    Column("task_seq", ForeignKey("tasks.seq", ondelete="CASCADE"), nullable=False, index=True),
+    # approval | copy | reminder | reassigned | escalation | escalated | outcome
+    Column("kind", String(16), nullable=False),
+    Column("recipient", EMAIL, nullable=False),
+    # Which one of its kind (reminder n, the n-th reassignment or status change): part
+    # of the Message-ID.
+    Column("sequence", Integer, nullable=False, server_default="0"),
+    # What the mail says besides the task (who passed it on, why it escalated): no links.
+    Column("context", JSON),
+    # pending -> sent | failed (gave up) | cancelled (no longer true when its turn came)
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    # A dispatcher's lease: while in the future, nobody else sends this message.
+    Column("claimed_until", UTCDateTime),
+    # The Message-ID header, the same on every attempt (set by the first).
+    Column("message_id", String(255)),
+    Column("last_error", Text),
+    Column("sent_at", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_mail_messages_due", "status", "next_attempt_at"),
+)
+
+mail_attempts = Table(
+    "mail_attempts",
+    metadata,
+    Column("id", BigIntPK, primary_key=True, autoincrement=True),
+    Column(
+        "message_id",
+        ForeignKey("mail_messages.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("attempted_at", UTCDateTime, nullable=False),
+    Column("latency_ms", Integer, nullable=False),
+    # The SMTP server's reply code (250 on success), when it answered.
+    Column("smtp_code", Integer),
+    Column("error", Text),
+)
+
+# Standing delegations: while starts_at <= now < ends_at, tasks created for
+# from_email go to to_email. One per person (PUT replaces it).
+delegations = Table(
+    "delegations",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("org_id", ForeignKey("organizations.id"), nullable=False),
+    Column("from_email", EMAIL, nullable=False),
+    Column("to_email", EMAIL, nullable=False),
+    Column("starts_at", UTCDateTime, nullable=False),
+    Column("ends_at", UTCDateTime, nullable=False),
+    Column("created_by", EMAIL),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("org_id", "from_email", name="uq_delegations_org_from"),
 )

@@ -16,7 +16,11 @@ from sqlalchemy import Row, bindparam, func, select, text
 from peopletasks.store.database import Conn, prepared
 from peopletasks.store.tables import (
     PENDING_DEADLINE_INDEX,
+    PENDING_ESCALATION_INDEX,
+    PENDING_ESCALATION_ONLY,
     PENDING_ONLY,
+    PENDING_REMINDER_INDEX,
+    PENDING_REMINDER_ONLY,
     task_approvers,
     task_assignees,
     task_notes,
@@ -104,6 +108,95 @@ async def next_deadline(conn: Conn) -> datetime | None:
     return earliest
 
 
+def _earliest(column: str, index: str, condition: str) -> dict[str, Any]:
+    """The earliest `column` of the tasks of a partial index, as `_NEXT_DEADLINE`."""
+    return {
+        "sqlite": text(
+            f"SELECT min({column}) AS earliest FROM tasks INDEXED BY {index}"  # noqa: S608
+            f" WHERE {condition}"
+        ).columns(earliest=UTCDateTime()),
+        "postgresql": select(func.min(tasks.c[column])).where(text(condition)),
+    }
+
+
+_NEXT_REMINDER = _earliest("next_reminder_at", PENDING_REMINDER_INDEX, PENDING_REMINDER_ONLY)
+_NEXT_ESCALATION = _earliest("escalate_at", PENDING_ESCALATION_INDEX, PENDING_ESCALATION_ONLY)
+
+
+async def next_follow_up(conn: Conn, *, reminders: bool = True) -> datetime | None:
+    """The earliest escalation (and reminder) still to come of a pending task."""
+    dialect = conn.dialect.name
+    times = [await conn.scalar(_NEXT_ESCALATION[dialect])]
+    if reminders:
+        times.append(await conn.scalar(_NEXT_REMINDER[dialect]))
+    return min((t for t in times if t is not None), default=None)
+
+
+#: What a reminder needs of its task (a burst reads thousands: not the whole row).
+REMINDER_COLUMNS = (
+    "seq",
+    "org_id",
+    "approver",
+    "status",
+    "decision_by",
+    "allow_late_decision",
+    "created_at",
+    "reminders",
+    "reminders_sent",
+    # whom a reminder goes to (`approvers.asked`)
+    "approvers",
+    "decided_by",
+    "decided_at",
+    "comment",
+    "option",
+    "decision_data",
+)
+
+
+async def due_reminders(conn: Conn, now: datetime, limit: int) -> list[Row[Any]]:
+    """Pending tasks whose next reminder is due (`REMINDER_COLUMNS`), earliest first,
+    locked (PostgreSQL skips those another replica holds)."""
+    query = (
+        select(*(tasks.c[name] for name in REMINDER_COLUMNS))
+        .where(text(PENDING_REMINDER_ONLY), tasks.c.next_reminder_at <= now)
+        .order_by(tasks.c.next_reminder_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return list((await conn.execute(query)).all())
+
+
+async def due_escalations(conn: Conn, now: datetime, limit: int) -> list[Row[Any]]:
+    """Pending tasks whose escalation is due, earliest first, locked (as above)."""
+    query = (
+        select(tasks)
+        .where(text(PENDING_ESCALATION_ONLY), tasks.c.escalate_at <= now)
+        .order_by(tasks.c.escalate_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return list((await conn.execute(query)).all())
+
+
+_SET_REMINDER = (
+    tasks.update()
+    .where(tasks.c.seq == bindparam("b_seq"))
+    .values(
+        next_reminder_at=bindparam("b_next", type_=UTCDateTime()),
+        reminders_sent=bindparam("b_sent"),
+    )
+)
+
+
+async def set_reminders(conn: Conn, schedule: list[tuple[int, int, datetime | None]]) -> None:
+    """(task seq, reminders sent, next reminder) for many tasks in one statement."""
+    if schedule:
+        await conn.execute(
+            _SET_REMINDER,
+            [{"b_seq": seq, "b_sent": sent, "b_next": nxt} for seq, sent, nxt in schedule],
+        )
+
+
 async def announce_change(conn: Conn, task_id: str) -> None:
     """Tell the other replicas that task `task_id` changed status (PostgreSQL NOTIFY,
     sent when the transaction commits; SQLite serves one process, which knows)."""
@@ -149,6 +242,15 @@ async def set_approvers(conn: Conn, seq: int, emails: list[str]) -> None:
     await conn.execute(
         task_approvers.insert(),
         [{"task_seq": seq, "email": email, "position": i} for i, email in enumerate(emails)],
+    )
+
+
+async def replace_approver(conn: Conn, seq: int, old: str, new: str) -> None:
+    """`new` takes `old`'s place among a task's indexed approvers (a reassignment)."""
+    await conn.execute(
+        task_approvers.update()
+        .where(task_approvers.c.task_seq == seq, task_approvers.c.email == old)
+        .values(email=new)
     )
 
 

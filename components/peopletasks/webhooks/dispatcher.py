@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from peopletasks import __version__
+from peopletasks.batching import BatchWriter
 from peopletasks.domain import Domain
 from peopletasks.domain.deliveries import (
     AttemptResult,
@@ -118,7 +119,7 @@ class Dispatcher:
         self.poll_seconds = poll_seconds
         self.attempt_timeout = attempt_timeout
         self._inflight: set[asyncio.Task[None]] = set()
-        self._results: asyncio.Queue[AttemptResult] = asyncio.Queue()
+        self._results = BatchWriter(self._write, what="webhook attempts")
 
     # -- the loop ---------------------------------------------------------------
 
@@ -141,7 +142,7 @@ class Dispatcher:
         task.add_done_callback(self._inflight.discard)
 
     async def run(self) -> None:
-        flusher = asyncio.create_task(self._flush_results(), name="webhook-results")
+        flusher = asyncio.create_task(self._results.run(), name="webhook-results")
         self.domain.handoff = self
         try:
             while True:
@@ -165,7 +166,7 @@ class Dispatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await flusher
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._drain_results(), SHUTDOWN_SECONDS)
+                await asyncio.wait_for(self._results.drain(), SHUTDOWN_SECONDS)
 
     async def _step(self) -> None:
         self.domain.outbox_ready.clear()
@@ -213,7 +214,7 @@ class Dispatcher:
                 event_created_at=delivery.event_created_at,
                 retry_after=outcome.retry_after,
             )
-        self._results.put_nowait(
+        self._results.put(
             AttemptResult(
                 delivery_id=delivery.id,
                 attempted_at=attempted_at,
@@ -291,30 +292,8 @@ class Dispatcher:
 
     # -- results ----------------------------------------------------------------
 
-    async def _flush_results(self) -> None:
-        while True:
-            first = await self._results.get()
-            batch = [first]
-            await asyncio.sleep(0.002)  # let a burst of results gather into one write
-            while not self._results.empty() and len(batch) < 500:
-                batch.append(self._results.get_nowait())
-            await self._write(batch)
-
-    async def _drain_results(self) -> None:
-        batch: list[AttemptResult] = []
-        while not self._results.empty():
-            batch.append(self._results.get_nowait())
-        if batch:
-            await self._write(batch)
-
     async def _write(self, batch: list[AttemptResult]) -> None:
-        for tries in range(5):
-            try:
-                await record_attempts(self.domain, batch)
-                break
-            except Exception:
-                log.exception("recording %d webhook attempts failed (try %d)", len(batch), tries)
-                await asyncio.sleep(0.5 * (tries + 1))
+        await record_attempts(self.domain, batch)
         if any(not r.delivered and r.retry_at is not None for r in batch):
             self.domain.outbox_ready.set()
 
