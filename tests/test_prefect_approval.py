@@ -84,7 +84,7 @@ def in_thread(run: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]
         except BaseException as exc:
             outcome["error"] = exc
 
-    thread = threading.Thread(target=target)
+    thread = threading.Thread(target=target, daemon=True)  # a failed test never holds the session
     thread.start()
     return thread, outcome
 

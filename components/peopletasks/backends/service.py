@@ -15,7 +15,9 @@ from peopletasks.backends.base import Capabilities, TaskBackend, TaskOutcome, pa
 from peopletasks.backends.http import HttpApi
 
 #: Fields of a created task that only its creator may see.
-SECRET_FIELDS = frozenset({"approverSecret", "requesterSecret", "links"})
+SECRET_FIELDS = frozenset(
+    {"approverSecret", "approverSecrets", "requesterSecret", "links", "approverLinks"}
+)
 
 
 class PeopleTaskClient(TaskBackend):

@@ -372,6 +372,8 @@ def _with_secrets(
     view["approverSecrets"] = approver_secrets
     view["requesterSecret"] = requester_secret
     view["links"] = links_for(domain, row)
+    if len(approver_secrets) > 1:  # each approver's own links, for a client that mails
+        view["approverLinks"] = {email: links_for(domain, row, email) for email in approver_secrets}
     view["created"] = created
     return view
 

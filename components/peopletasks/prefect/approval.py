@@ -31,6 +31,7 @@ from peopletasks.prefect.steps import (
     create_approval_task,
     create_step,
     register_resume,
+    run_logger,
     send_approval_email,
 )
 from peopletasks.prefect.waiting import WAIT_MODES, OnDue, WaitMode, wait_for_decision
@@ -43,14 +44,18 @@ async def ask(request: ApprovalRequest, site: str) -> Decision:
     request_key = request_key_for(request.key, site)
     # One connection (one block load) for every step of this request.
     async with connect(request.service, request.backend) as system:
+        extra = request.service_fields()
+        if isinstance(request, EmailApprovalRequest):
+            extra["notify"] = ["email"]  # the service mails, where it has SMTP
         created = await create_step(backend=system)(
             request.title,
-            request.approver,
+            request.first_approver,
             request.requester,
             request.description,
             request.deadline,
             request_key=request_key,
             backend=system,
+            extra=extra or None,
             if_exists="update",
         )
         if isinstance(request, EmailApprovalRequest):
@@ -61,14 +66,25 @@ async def ask(request: ApprovalRequest, site: str) -> Decision:
                 await register_resume(
                     str(created["id"]), flow_run_id=str(context.flow_run.id), backend=system
                 )
-            await send_approval_email(
-                created,
-                mail=request.mail,
-                sender=request.sender,
-                reply_to=request.reply_to,
-                copy_to_requester=request.copy_to_requester,
-            )
-        return await wait_for_decision(
+            if "email" in (created.get("notify") or ()):
+                run_logger().info(
+                    "the service mails task %s's approvers (and its reminders)", created["id"]
+                )
+            else:  # the service has no SMTP: this process mails, never both
+                if request.rule == "sequential" and len(request.approvers) > 1:
+                    raise ValueError(
+                        f"task {created['id']}: a sequential request mails each approver in "
+                        "turn, after this process may be gone, and this service has no SMTP: "
+                        "give it PEOPLETASKS_SMTP_HOST (nobody was mailed)"
+                    )
+                await send_approval_email(
+                    created,
+                    mail=request.mail,
+                    sender=request.sender,
+                    reply_to=request.reply_to,
+                    copy_to_requester=request.copy_to_requester,
+                )
+        decision = await wait_for_decision(
             created,
             wait=request.wait,
             on_due=request.on_due,
@@ -76,6 +92,7 @@ async def ask(request: ApprovalRequest, site: str) -> Decision:
             timeout=request.timeout,
             poll_interval=request.poll_interval,
         )
+    return request.typed(decision)
 
 
 @takes(ApprovalRequest)

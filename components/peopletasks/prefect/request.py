@@ -29,13 +29,16 @@ from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass
 from datetime import datetime
 from types import FrameType
-from typing import Any, ParamSpec, TypeVar, get_args
+from typing import Any, Literal, ParamSpec, TypeVar, get_args
 
 from prefect.context import FlowRunContext
+from pydantic import BaseModel
 
 from peopletasks.prefect.connection import BackendLike, ServiceLike, capabilities_of
+from peopletasks.prefect.decision import Decision
 from peopletasks.prefect.waiting import OnDue, WaitMode, wait_mode
 
+Rule = Literal["any", "all", "quorum", "sequential"]
 P = ParamSpec("P")
 R = TypeVar("R", bound="ApprovalRequest")
 T = TypeVar("T")
@@ -48,7 +51,8 @@ class ApprovalRequest:
     Args:
         title: What to approve (the task's title; the mail's subject).
         approver: Who decides (an e-mail address for our service; the person's id in
-            Peoplelogic or Plannr).
+            Peoplelogic or Plannr); with our service, a list of addresses for several
+            approvers, decided by `rule`.
         requester: Who asks (gets a copy of the mail).
         description: Details, Markdown.
         decision_by: The deadline (ISO 8601); unset: none.
@@ -63,10 +67,23 @@ class ApprovalRequest:
             name; unset: PEOPLETASKS_SERVICE_BLOCK or PEOPLETASKS_API_URL / _API_TOKEN.
         backend: Another task system instead ("peoplelogic", "plannr", a block or a
             saved block's "slug/name").
+        rule: With several approvers: `any` (the first response decides), `all`,
+            `quorum` (`quorum` approvals) or `sequential` (in order).
+        quorum: How many approvals decide under rule `quorum`.
+        responses: The approver's choices instead of Approve / Reject: a list of
+            {"key", "label", "outcome": "approved" | "rejected"} (2-10).
+        form: What the approver fills in: a pydantic model class (the decision's
+            `data` comes back as an instance of it) or a JSON Schema object.
+        allow_self_approval: Let the requester be among the approvers.
+        reminders: The service reminds the pending approvers, e.g. {"every": "P1D",
+            "beforeDue": ["PT1H"], "max": 5} (needs the service's SMTP).
+        escalation: What the service does when nobody decided in time, e.g. {"after":
+            "P2D", "to": "manager@example.com", "action": "notify" | "reassign" |
+            "approve" | "reject"}.
     """
 
     title: str
-    approver: str
+    approver: str | list[str]
     requester: str
     description: str = ""
     decision_by: str | datetime | None = None
@@ -78,11 +95,34 @@ class ApprovalRequest:
     key: str | None = None
     service: ServiceLike = None
     backend: BackendLike = None
+    rule: Rule = "any"
+    quorum: int | None = None
+    responses: list[dict[str, str]] | None = None
+    form: Any = None
+    allow_self_approval: bool = False
+    reminders: dict[str, Any] | None = None
+    escalation: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
-        for name in ("title", "approver", "requester"):
-            if not isinstance(getattr(self, name), str) or not getattr(self, name).strip():
-                raise ValueError(f"{name}: must be a non-empty string")
+        if isinstance(self.approver, list | tuple):
+            object.__setattr__(self, "approver", list(self.approver))
+        named = (("title", self.title), ("requester", self.requester))
+        if not self.approvers:
+            raise ValueError("approver: give at least one")
+        for name, value in (*named, *(("approver", a) for a in self.approvers)):
+            if not isinstance(value, str) or not value.strip():
+                raise ValueError(f"{name}: must be a non-empty string (approver: or a list)")
+        if self.rule not in get_args(Rule):
+            raise ValueError(f"rule must be any, all, quorum or sequential, not {self.rule!r}")
+        if (self.rule == "quorum") != (self.quorum is not None):
+            raise ValueError("quorum= goes with rule='quorum' (and it needs one)")
+        if self.service_fields() and not capabilities_of(self.service, self.backend).action_links:
+            asked = ", ".join(self.service_fields())
+            raise TypeError(
+                f"{asked}: only our People Task service has several approvers, responses, "
+                f"forms, reminders and escalation; backend={self.backend!r} has one assignee "
+                "and two outcomes"
+            )
         if isinstance(self.decision_by, datetime):
             object.__setattr__(self, "decision_by", self.decision_by.isoformat())
         if self.on_due not in get_args(OnDue):
@@ -94,6 +134,43 @@ class ApprovalRequest:
         if self.service is not None and self.backend is not None:
             raise TypeError("pass service= (our People Task service) or backend=, not both")
         wait_mode(self.wait, self.service, self.backend)
+
+    @property
+    def approvers(self) -> list[str]:
+        return list(self.approver) if isinstance(self.approver, list) else [self.approver]
+
+    @property
+    def first_approver(self) -> str:
+        return self.approvers[0]
+
+    def service_fields(self) -> dict[str, Any]:
+        """What the request asks of our service beyond one approver and two outcomes:
+        the create body's fields."""
+        fields: dict[str, Any] = {}
+        if len(self.approvers) > 1:
+            fields["approvers"] = self.approvers
+        if self.rule != "any":
+            fields["decisionRule"] = self.rule
+        if self.quorum is not None:
+            fields["quorum"] = self.quorum
+        if self.responses is not None:
+            fields["options"] = self.responses
+        if self.form is not None:
+            fields["form"] = form_schema(self.form)
+        if self.allow_self_approval:
+            fields["allowSelfApproval"] = True
+        if self.reminders is not None:
+            fields["reminders"] = self.reminders
+        if self.escalation is not None:
+            fields["escalation"] = self.escalation
+        return fields
+
+    def typed(self, decision: Decision) -> Decision:
+        """The decision with its `data` as an instance of the form's model (if one)."""
+        model = self.form
+        if isinstance(model, type) and issubclass(model, BaseModel) and decision.data:
+            return decision.model_copy(update={"data": model.model_validate(decision.data)})
+        return decision
 
     @property
     def deadline(self) -> str | None:
@@ -128,6 +205,15 @@ class EmailApprovalRequest(ApprovalRequest):
                 "approval mail carries our service's signed links: pass service=, not "
                 f"backend={self.backend!r}"
             )
+
+
+def form_schema(form: Any) -> dict[str, Any]:
+    """The JSON Schema of a form: a pydantic model class's, or the dict as given."""
+    if isinstance(form, type) and issubclass(form, BaseModel):
+        return form.model_json_schema()
+    if isinstance(form, dict):
+        return form
+    raise TypeError("form: a pydantic model class or a JSON Schema object (a dict)")
 
 
 # --- entry points -----------------------------------------------------------------------

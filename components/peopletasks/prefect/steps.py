@@ -140,7 +140,9 @@ async def _reconcile(
 ) -> dict[str, Any]:
     """The task the key names, made to match the request (or a conflict raised)."""
     people = {"approver": approver, "requester": requester}
-    others = {k: (found.get(k), v) for k, v in people.items() if found.get(k) != v}
+    others = {
+        k: (found.get(k), v) for k, v in people.items() if str(found.get(k)).lower() != v.lower()
+    }
     changed = {k: (found.get(k), v) for k, v in asked.items() if not _same(k, found.get(k), v)}
     if others or (changed and if_exists == "error"):
         raise RequestKeyConflict(request_key, str(found.get("id")), {**others, **changed})
@@ -299,18 +301,22 @@ async def send_approval_email(
         mail = await PeopleTaskMail.aload(mail.rpartition("/")[2])
     config = smtp_config_from(mail, sender=sender)
     public = {k: v for k, v in task.items() if k not in SECRET_FIELDS}
-    links = task["links"]
+    # Each approver asked now gets their own links (one approver: the task's `links`).
+    by_approver = task.get("approverLinks") or {task["approver"]: task["links"]}
+    asked = [a["email"] for a in task.get("approvers") or () if a["status"] == "pending"]
+    recipients = {to: by_approver[to] for to in asked if to in by_approver} or by_approver
     messages = [
         render_approval_request(
             public,
             approve_url=links["approve"],
             reject_url=links["reject"],
             sender=config.sender,
-            to=task["approver"],
+            to=to,
             reply_to=reply_to or config.reply_to,
         )
+        for to, links in recipients.items()
     ]
-    if copy_to_requester and task["requester"].lower() != task["approver"].lower():
+    if copy_to_requester and task["requester"].lower() not in {a.lower() for a in recipients}:
         messages.append(
             render_requester_copy(
                 public, sender=config.sender, to=task["requester"], reply_to=reply_to
@@ -318,7 +324,7 @@ async def send_approval_email(
         )
     async with Mailer(config) as mailer:
         sent = [await mailer.send(message) for message in messages]
-    run_logger().info("approval mail for task %s sent to %s", task["id"], task["approver"])
+    run_logger().info("approval mail for task %s sent to %s", task["id"], ", ".join(recipients))
     return [delivery.message_id or "" for delivery in sent]
 
 

@@ -67,6 +67,10 @@ else:
         ),
         requesterSecret=(str, Field(description="Lets the requester read.")),
         links=(ActionLinks, ...),
+        approverLinks=(
+            dict[str, ActionLinks] | None,
+            Field(None, description="With several approvers: each one's own links."),
+        ),
     )
     TaskListItem = create_model(
         "TaskListItem",
