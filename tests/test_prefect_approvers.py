@@ -62,7 +62,7 @@ def test_everyone_responds_with_the_requests_options_and_form(live: Live) -> Non
             ["lead@example.com", "cfo@example.com"],
             "ann@example.com",
             rule="all",
-            responses=[
+            options=[
                 {"key": "go", "label": "Go ahead", "outcome": "approved"},
                 {"key": "changes", "label": "Send back for changes", "outcome": "rejected"},
             ],
@@ -177,3 +177,25 @@ def test_a_sequential_request_needs_the_services_mail(
         task = bare.wait_for_task("in turn, without the service's mail")
         assert task["id"] in str(refused.value) and task["notify"] == []
         assert smtp.mails(task["id"]) == []
+
+
+def test_a_paused_run_waits_for_all_three_approvers(live: Live) -> None:
+    """wait="pause": two approvals of three leave the run waiting; the third decides it."""
+    three = ["lead@example.com", "cfo@example.com", "legal@example.com"]
+
+    @flow
+    async def ask(title: str) -> Decision:
+        return await arequest_approval(
+            title, three, "ann@example.com", rule="all", service=live.block
+        )
+
+    thread, outcome = in_thread(lambda: asyncio.run(ask("three approve, paused")))
+    task = live.wait_for_task("three approve, paused")
+    for approver in three[:2]:
+        assert respond(live, approver, task["id"], option="approve").status_code == 200
+    assert thread.is_alive() and "result" not in outcome  # two of three: still waiting
+    assert respond(live, three[2], task["id"], option="approve", comment="last").status_code == 200
+    thread.join(60)
+    decision = outcome["result"]
+    assert decision.approved and decision.decided_by == "legal@example.com"
+    assert decision.comment == "last" and len(decision.responses) == 3

@@ -52,8 +52,10 @@ class Served:
         assert response.status_code == 200, response.text
         return [t for t in response.json() if t["title"] == title]
 
-    def decide(self, task_id: str, action: str, comment: str | None = None) -> None:
-        lead = cli("token", "create", "--email", "lead@example.com", env=self.service.env)
+    def decide(
+        self, task_id: str, action: str, comment: str | None = None, as_: str = "lead@example.com"
+    ) -> None:
+        lead = cli("token", "create", "--email", as_, env=self.service.env)
         response = httpx.put(
             f"{self.service.url}/people-task/tasks/{task_id}/{action}",
             headers={"Authorization": f"Bearer {lead.splitlines()[-1]}"},
@@ -240,6 +242,33 @@ async def test_suspended_run_exits_then_the_decision_brings_it_back(
     # The re-run found its task again: still one task for this request (its key is the
     # flow run and the call's place, not the arguments).
     assert [t["id"] for t in served.tasks(title)] == [task["id"]]
+
+
+async def test_a_suspended_run_waits_for_all_three_approvers(served: Served) -> None:
+    """Responses that do not meet the rule leave the run suspended (its process gone);
+    the one that does brings it back, with every approver's response."""
+    title = f"suspend all three {uuid.uuid4().hex[:6]}"
+    approvers = ["lead@example.com", "cfo@example.com", "legal@example.com"]
+    run, events = await served.start(title, approvers=approvers, rule="all")
+    await suspended_with_process_gone(served, run, events)
+    [task] = served.tasks(title)
+    for approver in approvers[:2]:
+        served.decide(task["id"], "approve", f"yes from {approver}", as_=approver)
+    [task] = served.tasks(title)
+    assert task["status"] == "pending"
+    assert [a["status"] for a in task["approvers"]] == ["approved", "approved", "pending"]
+    assert await run_state(run) == ("PAUSED", "Suspended")  # two of three: not resumed
+
+    served.decide(task["id"], "approve", "last one", as_=approvers[2])
+
+    await wait_for_state(run, "Completed", timeout=90)
+    decision = events_of(events)[-1]["decision"]
+    assert decision["status"] == "approved" and decision["decided_by"] == "legal@example.com"
+    assert [(r["email"], r["comment"]) for r in decision["responses"]] == [
+        ("lead@example.com", "yes from lead@example.com"),
+        ("cfo@example.com", "yes from cfo@example.com"),
+        ("legal@example.com", "last one"),
+    ]
 
 
 async def test_suspended_run_comes_back_due_at_the_deadline(served: Served) -> None:

@@ -38,10 +38,12 @@ def ask_and_suspend(
     on_due: str = "return",
     approvals: int = 1,
     hours_from_now: float | None = None,
+    approvers: list[str] | None = None,
+    rule: str = "any",
 ) -> list[dict[str, Any]]:
     """Ask `approvals` times in a row (titles "TITLE #1", "TITLE #2" ... when more than one).
     `hours_from_now`: the deadline computed from now() by each run of the body (as careless
-    flow code does)."""
+    flow code does). `approvers` and `rule`: several approvers instead of the lead."""
     record(events_file, event="enter")
     if hours_from_now is not None:
         decision_by = (datetime.now(UTC) + timedelta(hours=hours_from_now)).isoformat()
@@ -49,11 +51,12 @@ def ask_and_suspend(
     for n in range(1, approvals + 1):
         decision = request_approval(
             title if approvals == 1 else f"{title} #{n}",
-            "lead@example.com",
+            approvers or "lead@example.com",
             requester,
             decision_by=decision_by,
             wait="suspend",
             on_due=on_due,  # type: ignore[arg-type]
+            rule=rule,  # type: ignore[arg-type]
         )
         decisions.append(decision.model_dump(mode="json"))
         record(events_file, event="decided", decision=decisions[-1])

@@ -94,9 +94,16 @@ def history_view(row: Row[Any]) -> list[dict[str, Any]]:
         }
         for entry in row.reassignments or ()
     ]
-    # Within one millisecond: the creation, an edit, a response, then the status it moved.
-    rank = {"created": 0, "edited": 1, "responded": 2}
-    return sorted(entries, key=lambda entry: (str(entry["changedAt"]), rank.get(entry["event"], 3)))
+    # Within one millisecond: the creation, an edit, the responses (the one that decided
+    # last: nothing is answered after it), then the status it moved.
+    decider = row.decided_by if row.status in DECISIONS else None
+
+    def rank(entry: dict[str, Any]) -> tuple[str, int]:
+        if entry["event"] == "responded":
+            return str(entry["changedAt"]), 3 if entry["changedBy"] == decider else 2
+        return str(entry["changedAt"]), {"created": 0, "edited": 1}.get(entry["event"], 4)
+
+    return sorted(entries, key=rank)
 
 
 def webhook_view(row: Row[Any], task_id: str, task_status: str) -> dict[str, Any]:

@@ -70,8 +70,9 @@ class ApprovalRequest:
         rule: With several approvers: `any` (the first response decides), `all`,
             `quorum` (`quorum` approvals) or `sequential` (in order).
         quorum: How many approvals decide under rule `quorum`.
-        responses: The approver's choices instead of Approve / Reject: a list of
-            {"key", "label", "outcome": "approved" | "rejected"} (2-10).
+        options: The approver's responses instead of Approve / Reject: a list of
+            {"key", "label", "outcome": "approved" | "rejected"} (2-10); the decision's
+            `option` is the key chosen.
         form: What the approver fills in: a pydantic model class (the decision's
             `data` comes back as an instance of it) or a JSON Schema object.
         allow_self_approval: Let the requester be among the approvers.
@@ -97,7 +98,7 @@ class ApprovalRequest:
     backend: BackendLike = None
     rule: Rule = "any"
     quorum: int | None = None
-    responses: list[dict[str, str]] | None = None
+    options: list[dict[str, str]] | None = None
     form: Any = None
     allow_self_approval: bool = False
     reminders: dict[str, Any] | None = None
@@ -119,7 +120,7 @@ class ApprovalRequest:
         if self.service_fields() and not capabilities_of(self.service, self.backend).action_links:
             asked = ", ".join(self.service_fields())
             raise TypeError(
-                f"{asked}: only our People Task service has several approvers, responses, "
+                f"{asked}: only our People Task service has several approvers, options, "
                 f"forms, reminders and escalation; backend={self.backend!r} has one assignee "
                 "and two outcomes"
             )
@@ -153,8 +154,8 @@ class ApprovalRequest:
             fields["decisionRule"] = self.rule
         if self.quorum is not None:
             fields["quorum"] = self.quorum
-        if self.responses is not None:
-            fields["options"] = self.responses
+        if self.options is not None:
+            fields["options"] = self.options
         if self.form is not None:
             fields["form"] = form_schema(self.form)
         if self.allow_self_approval:
