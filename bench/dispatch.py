@@ -158,8 +158,7 @@ async def bench(args: argparse.Namespace, workdir: Path) -> None:
             status, body = await call(app, ("POST", tasks, b"", [*bearer, *JSON], task_body(i)))
             assert status == 201, body
             ids.append(orjson.loads(body)["id"])
-        pool: list[str] = []
-        secret = ""
+        pool: list[tuple[str, str]] = []  # each task with its own approver secret
         one_approver = orjson.loads(task_body(0)) | {"approver": "pool@example.com"}
         for i in range(n * (rounds + 1)):
             one_approver["title"] = f"Pool {i}"
@@ -167,12 +166,10 @@ async def bench(args: argparse.Namespace, workdir: Path) -> None:
             status, body = await call(app, request)
             assert status == 201, body
             created = orjson.loads(body)
-            pool.append(created["id"])
-            secret = created["approverSecret"]
+            pool.append((created["id"], created["approverSecret"]))
         status, payload = await call(app, ("GET", f"{tasks}/{ids[0]}", b"", bearer, b""))
         assert status == 200, payload
         bare = bare_app(orjson.loads(payload))
-        approve_query = f"secret={secret}".encode()
 
         def get_requests(_: int) -> list[Request]:
             return [("GET", f"{tasks}/{ids[i]}", b"", bearer, b"") for i in range(n)]
@@ -187,7 +184,10 @@ async def bench(args: argparse.Namespace, workdir: Path) -> None:
 
         def approve_requests(r: int) -> list[Request]:
             share = pool[r * n : (r + 1) * n]
-            return [("PUT", f"{tasks}/{i}/approve", approve_query, HOST, b"") for i in share]
+            return [
+                ("PUT", f"{tasks}/{i}/approve", f"secret={secret}".encode(), HOST, b"")
+                for i, secret in share
+            ]
 
         operations: list[tuple[str, Any, Callable[[int], list[Request]], int]] = [
             ("bare GET", bare, bare_requests, 200),

@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import sqlalchemy
@@ -168,6 +169,10 @@ async def test_every_prepared_statement_gives_what_plain_sqlalchemy_gives(
                         )
                         assert seen.status_code == 200, seen.text
                     assert (await api.get(f"/tasks/{task['id']}")).status_code == 200
+                    # The approve link's page (a link names its task, not its org).
+                    page = urlsplit(task["links"]["approve"])
+                    opened = await api.http.get(page.path, params=page.query)
+                    assert opened.status_code == 200, opened.text
                     decided = await api.http.put(
                         f"/people-task/tasks/{task['id']}/approve",
                         json={"secret": task["approverSecret"], "comment": "fine"},

@@ -82,7 +82,9 @@ def states_of(task: Any) -> list[dict[str, Any]]:
 
 
 def emails_of(task: Any) -> list[str]:
-    return [state["email"] for state in states_of(task)]
+    """Its approvers' addresses, in order (from a task row, or any row with its
+    `approvers` and `approver`)."""
+    return [state["email"] for state in task.approvers] if task.approvers else [task.approver]
 
 
 def asked(task: Any) -> list[str]:

@@ -72,6 +72,8 @@ async def record_event(
     hooks = await outbox.active_webhooks(conn, task_row.seq)
     if not status_change:
         hooks = [hook for hook in hooks if hook.kind == "http"]
+    if not hooks:  # nobody listens: no body to build (most tasks have no webhook)
+        return 0
     body = task_view(task_row) if content is None else content
     return await _write_event(domain, conn, task_row, hooks, type_, body)
 

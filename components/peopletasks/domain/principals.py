@@ -229,7 +229,7 @@ async def authenticate_secret(domain: Domain, secret: str) -> Principal:
 async def _task_secret_holder(domain: Domain, secret: str) -> Principal | None:
     task_id, mac = secret[:24], bytes.fromhex(secret[24:])
     async with domain.db.read() as conn:
-        row = await stored_tasks.task_by_id(conn, task_id, None)
+        row = await stored_tasks.task_people(conn, task_id)
     if row is None:
         return None
     holders = [(Role.APPROVER, PrincipalKind.APPROVER_SECRET, e) for e in emails_of(row)]

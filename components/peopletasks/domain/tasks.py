@@ -12,7 +12,7 @@ from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, func, or_, select, union
+from sqlalchemy import ColumnElement, Row, func, select, union, union_all
 from sqlalchemy.exc import IntegrityError
 
 from peopletasks.domain import follow_ups, notices
@@ -56,10 +56,16 @@ def new_public_id() -> str:
 # -- reading ------------------------------------------------------------------
 
 
-def _approving(email: str) -> list[ColumnElement[bool]]:
-    """The tasks `email` approves: as the (first) approver, or among several."""
-    among = select(task_approvers.c.task_seq).where(task_approvers.c.email == email)
-    return [tasks.c.approver == email, tasks.c.seq.in_(among)]
+def _approving(principal: Principal) -> list[ColumnElement[bool]]:
+    """The tasks the caller approves: as the (first) approver, or among several. One
+    IN over both (each branch searching its own index): `approver = ? OR seq IN (...)`
+    made SQLite walk the organization's whole approver index (a count of the busiest
+    approver's pending tasks at 100,000 tasks: 15 ms; this way 4 ms)."""
+    first = select(tasks.c.seq).where(
+        tasks.c.org_id == principal.org_id, tasks.c.approver == principal.email
+    )
+    among = select(task_approvers.c.task_seq).where(task_approvers.c.email == principal.email)
+    return [tasks.c.seq.in_(union_all(first, among))]
 
 
 def _theirs(principal: Principal, role: str | None) -> list[ColumnElement[bool]]:
@@ -76,12 +82,21 @@ def _theirs(principal: Principal, role: str | None) -> list[ColumnElement[bool]]
             return [tasks.c.id == principal.task_id]
     requesting = [tasks.c.requester == principal.email]
     if role is not None:
-        return _approving(principal.email) if role == "approver" else requesting
+        return _approving(principal) if role == "approver" else requesting
     if principal.kind is PrincipalKind.PERSON:
-        return [*_approving(principal.email), *requesting]
+        return [*_approving(principal), *requesting]
     if principal.admin:
         return []
-    return [*_approving(principal.email), *requesting, tasks.c.created_by == principal.email]
+    return [*_approving(principal), *requesting, tasks.c.created_by == principal.email]
+
+
+def _any_of(principal: Principal, theirs: list[ColumnElement[bool]]) -> ColumnElement[bool]:
+    """One condition for "any of `theirs`": an IN over each one's own search (an OR of
+    them would walk the whole organization)."""
+    if len(theirs) == 1:
+        return theirs[0]
+    in_org = tasks.c.org_id == principal.org_id
+    return tasks.c.seq.in_(union_all(*(select(tasks.c.seq).where(in_org, c) for c in theirs)))
 
 
 async def get_task(domain: Domain, principal: Principal, task_id: str) -> dict[str, Any]:
@@ -207,7 +222,7 @@ async def count_tasks(
     theirs = _theirs(principal, role)
     where = [tasks.c.org_id == principal.org_id, *_selection_rest(filters or [], pattern)]
     if theirs:
-        where.append(or_(*theirs))
+        where.append(_any_of(principal, theirs))
     async with domain.db.read() as conn:
         return int(await conn.scalar(select(func.count()).select_from(tasks).where(*where)) or 0)
 
@@ -224,7 +239,7 @@ async def count_by_status(
     theirs = _theirs(principal, role)
     where = [tasks.c.org_id == principal.org_id, *_selection_rest([], pattern)]
     if theirs:
-        where.append(or_(*theirs))
+        where.append(_any_of(principal, theirs))
     query = select(tasks.c.status, func.count()).where(*where).group_by(tasks.c.status)
     async with domain.db.read() as conn:
         counted = {status: int(n) for status, n in (await conn.execute(query)).all()}

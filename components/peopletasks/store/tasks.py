@@ -44,6 +44,11 @@ _BY_ID_LOCKED = prepared(
     .with_for_update()
 )
 _BY_ID_ANY_ORG = prepared(select(tasks).where(tasks.c.id == bindparam("b_id")))
+_PEOPLE_BY_ID = prepared(
+    select(tasks.c.org_id, tasks.c.approver, tasks.c.approvers, tasks.c.requester).where(
+        tasks.c.id == bindparam("b_id")
+    )
+)
 _INSERT = prepared(tasks.insert().returning(tasks), row_from_values=True)
 # The columns to set are the parameters given (besides `b_seq`).
 _UPDATE = prepared(
@@ -61,6 +66,12 @@ async def task_by_id(
         return (await conn.execute(_BY_ID_ANY_ORG, {"b_id": task_id})).first()  # type: ignore[no-any-return]
     statement = _BY_ID_LOCKED if for_update else _BY_ID
     return (await conn.execute(statement, {"b_id": task_id, "b_org": org_id})).first()  # type: ignore[no-any-return]
+
+
+async def task_people(conn: Conn, task_id: str) -> Row[Any] | None:
+    """Whose a task's secrets are: its organization, approver(s) and requester (a
+    secret is checked before anything else of the task is read)."""
+    return (await conn.execute(_PEOPLE_BY_ID, {"b_id": task_id})).first()  # type: ignore[no-any-return]
 
 
 async def task_by_request_key(conn: Conn, org_id: int, request_key: str) -> Row[Any] | None:
