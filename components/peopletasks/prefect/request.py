@@ -117,10 +117,10 @@ class ApprovalRequest:
             raise ValueError(f"rule must be any, all, quorum or sequential, not {self.rule!r}")
         if (self.rule == "quorum") != (self.quorum is not None):
             raise ValueError("quorum= goes with rule='quorum' (and it needs one)")
-        if self.service_fields() and not capabilities_of(self.service, self.backend).action_links:
-            asked = ", ".join(self.service_fields())
+        asked = self.service_fields()
+        if asked and not capabilities_of(self.service, self.backend).action_links:
             raise TypeError(
-                f"{asked}: only our People Task service has several approvers, options, "
+                f"{', '.join(asked)}: only our People Task service has several approvers, options, "
                 f"forms, reminders and escalation; backend={self.backend!r} has one assignee "
                 "and two outcomes"
             )
